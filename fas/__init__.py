@@ -1,0 +1,1 @@
+"""Face anti-spoofing on Ray."""

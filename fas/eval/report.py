@@ -1,0 +1,266 @@
+"""Evaluate a score table and write a results folder that reports honestly.
+
+"Honestly" means: the headline HTER uses a threshold fixed before looking at the test labels (dev set or a fixed
+number), and the figure that public FAS code bases print as "HTER" (the threshold at the test set's own EER point)
+is shown next to it, labelled as chosen on the test set, so results compare with papers without pretending to be
+deployable. JSON holds fractions in [0, 1]; report.md shows percentages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import platform
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from fas.eval.aggregate import aggregate_by_video
+from fas.eval.categories import CLIPC8_CATEGORIES, category_report, letters
+from fas.eval.errors import MetricsInputError
+from fas.eval.frames import as_score_set, require_columns
+from fas.eval.metrics import APCER_TARGETS, FPR_TARGETS, compute_metrics, percent_key, roc_points
+from fas.eval.thresholds import TEST_EER_LABEL, select_threshold
+
+PAPER_STYLE_NOTE = ("what public FAS code bases report as 'HTER': the threshold is the EER point of the test set "
+                    "itself (chosen on the test set), so it equals the test EER; for comparison with papers only")
+VERSION_PACKAGES = ("fas", "torch", "ray", "numpy", "scikit-learn", "pandas")
+FOLD_KEYS = ("auc", "eer", "hter", "apcer", "bpcer", "acer", "accuracy")
+
+
+def _paper_style(metrics: Mapping) -> dict:
+    block = {"hter": metrics["eer"], "threshold": metrics["eer_threshold"], "threshold_rule": TEST_EER_LABEL,
+             "threshold_on_test": True, "note": PAPER_STYLE_NOTE}
+    if metrics["eer"] is None:
+        block["undefined"] = metrics["undefined"].get("eer")
+    return block
+
+
+def _prepare(df: pd.DataFrame | None, where: str, video_level: bool, how: str) -> pd.DataFrame | None:
+    if df is None:
+        return None
+    require_columns(df, ("score", "label") + (("video",) if video_level else ()), where)
+    return aggregate_by_video(df, how) if video_level else df
+
+
+def _category_block(df: pd.DataFrame, categories: Sequence[str], real_index: int) -> dict | None:
+    if not {"category", "pred_category"} <= set(df.columns):
+        return None
+    domains = df["domain"].to_numpy() if "domain" in df.columns else None
+    return category_report(df["category"].to_numpy(), df["pred_category"].to_numpy(), domains, categories, real_index)
+
+
+def evaluate_scores(test_df: pd.DataFrame, dev_df: pd.DataFrame | None = None, threshold_rule="dev_eer",
+                    video_level: bool = False, video_how: str = "mean",
+                    categories: Sequence[str] = CLIPC8_CATEGORIES, real_index: int = 0) -> dict:
+    """All metrics of ``test_df`` (score, label[, attack, video, domain, category, pred_category]) as a JSON-able dict.
+
+    ``threshold_rule``: see ``fas.eval.thresholds``. With ``video_level`` both sets are first aggregated per video.
+    Adds ``paper_style`` unless the threshold already came from the test set, and ``categories`` when the table has
+    ``category`` and ``pred_category`` columns.
+    """
+    test = _prepare(test_df, "test scores", video_level, video_how)
+    dev = _prepare(dev_df, "dev scores", video_level, video_how)
+    test_set = as_score_set(test, "test scores")
+    choice = select_threshold(threshold_rule, dev=dev, test=test_set)
+    metrics = compute_metrics(test_set.scores, test_set.labels, choice.value, test_set.attacks)
+    result = {**choice.as_dict(), **metrics}  # the rule comes first in the JSON
+    result["level"] = "video" if video_level else "sample"
+    result["video_aggregation"] = video_how if video_level else None
+    result["n_samples"] = int(len(test))
+    if dev is not None and not choice.on_test:
+        result["n_dev_samples"] = int(len(dev))
+    result["paper_style"] = None if choice.on_test else _paper_style(metrics)
+    result["categories"] = _category_block(test, categories, real_index)
+    return result
+
+
+def summarize_folds(results: Sequence[Mapping], keys: Sequence[str] = FOLD_KEYS) -> dict:
+    """Mean ± std over folds (OULU-NPU protocols 3/4); std is the population std (ddof=0), as np.std gives."""
+    if not results:
+        raise MetricsInputError("no fold results to summarize")
+    out = {"n_folds": len(results)}
+    for key in keys:
+        values = [r.get(key) for r in results]
+        if any(v is None for v in values):
+            out[key] = {"mean": None, "std": None, "values": values, "undefined": "undefined in some folds"}
+        else:
+            out[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+    rules = {r.get("threshold_rule") for r in results}
+    out["threshold_rule"] = rules.pop() if len(rules) == 1 else sorted(map(str, rules))
+    out["threshold_on_test"] = any(r.get("threshold_on_test") for r in results)
+    return out
+
+
+# --- Markdown ---------------------------------------------------------------------------------------------------------
+
+
+def _pct(x) -> str:
+    return "undefined" if x is None else f"{100 * x:.2f}%"
+
+
+def _num(x, fmt: str = ".4f") -> str:
+    return "undefined" if x is None else format(x, fmt)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def _summary_rows(m: Mapping) -> list[tuple[str, str]]:
+    rows = [("Threshold rule", f"`{m['threshold_rule']}`"),
+            ("Threshold", f"{m['threshold']:.6g} ({m['decision_rule']})"),
+            ("HTER (at this threshold)", _pct(m["hter"]))]
+    if m.get("paper_style"):
+        rows.append(("HTER as papers report it (threshold at the test EER, chosen on the test set)",
+                     _pct(m["paper_style"]["hter"])))
+    rows += [("AUC", _num(m["auc"])), ("EER (test)", _pct(m["eer"])), ("APCER (worst attack type)", _pct(m["apcer"])),
+             ("APCER (all attacks pooled)", _pct(m["apcer_all"])), ("BPCER", _pct(m["bpcer"])),
+             ("ACER", _pct(m["acer"])), ("Accuracy", _pct(m["accuracy"]))]
+    for name, targets, label in (("bpcer_at_apcer", APCER_TARGETS, "BPCER @ APCER={}"),
+                                 ("tpr_at_fpr", FPR_TARGETS, "TPR @ FPR={}")):
+        for key in map(percent_key, targets):
+            value = m[name][key] if m[name] else None
+            rows.append((label.format(key), _pct(value) + (" (flagged)" if f"{name}.{key}" in m["flags"] else "")))
+    level = m.get("level", "sample")
+    rows.append((f"Bona fide / attack {level}s", f"{m['n_real']} / {m['n_attack']}"))
+    return rows
+
+
+def _notes(m: Mapping) -> list[str]:
+    lines = []
+    if m["undefined"]:
+        lines += ["", "Undefined metrics (the input does not define them):", ""]
+        lines += [f"- `{k}`: {v}" for k, v in m["undefined"].items()]
+    if m["flags"]:
+        lines += ["", "Flagged (computable, but the sample counts cannot resolve the target):", ""]
+        lines += [f"- `{k}`: {v}" for k, v in m["flags"].items()]
+    return lines
+
+
+def _category_lines(block: Mapping) -> list[str]:
+    names = block["categories"]
+    marks = letters(len(names))
+    lines = ["", "## Per category (CLIPC8)", ""]
+    lines += _table(["", "Category", "Count", "U"],
+                    [(r["letter"], r["category"], r["count"], _pct(r["U"])) for r in block["per_category"]])
+    if block.get("per_domain"):
+        lines += ["", "## Real / fake rates per dataset", ""]
+        lines += _table(["Dataset", "Bona fide", "Real rate", "Attacks", "Fake rate"],
+                        [(r["domain"], r["n_real"], _pct(r["real_rate"]), r["n_fake"], _pct(r["fake_rate"]))
+                         for r in block["per_domain"]])
+    lines += ["", "## Confusion matrix (rows: true category, columns: predicted)", ""]
+    lines += _table(["true \\ predicted"] + marks,
+                    [[f"{marks[i]} {names[i]}"] + row for i, row in enumerate(block["confusion_matrix"])])
+    return lines
+
+
+def render_markdown(metrics: Mapping, roc_image: str | None = None, title: str = "FAS evaluation") -> str:
+    """Summary table first (rule on top, honest HTER, then the paper-style figure), then detail tables, then ROC."""
+    lines = [f"# {title}", ""]
+    if metrics["threshold_on_test"]:
+        lines += [f"> **Threshold chosen on the test set** (`{TEST_EER_LABEL}`): optimistic, not a deployable "
+                  "operating point.", ""]
+    lines += _table(["Metric", "Value"], _summary_rows(metrics)) + _notes(metrics)
+    if metrics["apcer_per_attack"]:
+        lines += ["", "## APCER per attack type", ""]
+        lines += _table(["Attack type", "Samples", "APCER"],
+                        [(k, metrics["n_per_attack"][k], _pct(v)) for k, v in metrics["apcer_per_attack"].items()])
+    if metrics.get("categories"):
+        lines += _category_lines(metrics["categories"])
+    if roc_image:
+        lines += ["", "## ROC", "", f"![ROC curve]({roc_image})"]
+    return "\n".join(lines) + "\n"
+
+
+# --- files ------------------------------------------------------------------------------------------------------------
+
+
+def plot_roc(scores_df: pd.DataFrame, metrics: Mapping, path: Path) -> Path:
+    """ROC (FPR = APCER over all attacks, TPR = 1 - BPCER) with the operating point; Agg canvas, no pyplot state."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.5, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    df = scores_df
+    if metrics.get("level") == "video" and "video" in scores_df.columns:
+        df = aggregate_by_video(scores_df, metrics.get("video_aggregation") or "mean")
+    if metrics["auc"] is None:
+        ax.text(0.5, 0.5, f"ROC undefined:\n{metrics['undefined'].get('auc')}", ha="center", va="center", wrap=True)
+    else:
+        fpr, tpr = roc_points(df["score"].to_numpy(), df["label"].to_numpy())
+        ax.plot(fpr, tpr, label=f"ROC (AUC {metrics['auc']:.4f})")
+        ax.plot([0, 1], [0, 1], ls=":", c="grey")
+        if metrics["apcer_all"] is not None and metrics["bpcer"] is not None:
+            ax.plot(metrics["apcer_all"], 1 - metrics["bpcer"], "o", label=f"threshold: {metrics['threshold_rule']}")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set(xlabel="FPR (APCER, all attacks)", ylabel="TPR (1 - BPCER)", xlim=(0, 1), ylim=(0, 1.01))
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def package_versions(packages: Sequence[str] = VERSION_PACKAGES) -> dict[str, str]:
+    """Installed versions (read from package metadata, so torch and ray are not imported); absent ones omitted."""
+    out = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _plain(obj):
+    """Config values as YAML/JSON-friendly builtins (paths, numpy scalars, tuples, dataclasses)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _plain(dataclasses.asdict(obj))
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _write(path: Path, text: str) -> Path:
+    """Write via a temp file and rename, so a half-written file never sits under the final name."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def metrics_json(metrics: Mapping) -> str:
+    """Strict JSON (no NaN/Infinity): every undefined metric is already ``None``."""
+    def default(o):
+        if isinstance(o, np.generic):
+            return o.item()
+        raise TypeError(f"{type(o).__name__} is not JSON-serializable")
+    return json.dumps(_plain(metrics), indent=2, allow_nan=False, default=default) + "\n"
+
+
+def write_results(folder, scores_df: pd.DataFrame, metrics: Mapping, config: Mapping) -> dict[str, Path]:
+    """Write scores.csv, metrics.json, report.md, roc.png and config.yaml (config + package versions) to ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: folder / name for name in ("scores.csv", "metrics.json", "report.md", "roc.png", "config.yaml")}
+    tmp = folder / ".scores.csv.tmp"
+    scores_df.to_csv(tmp, index=False)
+    tmp.replace(paths["scores.csv"])
+    _write(paths["metrics.json"], metrics_json(metrics))
+    plot_roc(scores_df, metrics, paths["roc.png"])
+    _write(paths["report.md"], render_markdown(metrics, roc_image=paths["roc.png"].name))
+    full_config = {**_plain(dict(config)), "package_versions": package_versions()}
+    _write(paths["config.yaml"], yaml.safe_dump(full_config, sort_keys=False))
+    return paths

@@ -1,0 +1,29 @@
+"""Where a job finds its Ray cluster: an existing one (``--address`` / ``RAY_ADDRESS``) or an embedded local one."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True):
+    """Join ``address`` (or ``$RAY_ADDRESS``) when given, else start a local cluster bound to 127.0.0.1.
+
+    The local cluster is kept on loopback so that no Ray process dials the machine's LAN address.
+    Calling it when Ray is already initialised (inside a ``ray job submit`` driver, a test fixture) is a no-op.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return ray.get_runtime_context()
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs = {"logging_level": logging.WARNING} if quiet else {}
+    if address:
+        log.info("joining Ray cluster at %s", address)
+        ray.init(address=address, **kwargs)
+    else:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False, **kwargs)
+    return ray.get_runtime_context()

@@ -1,0 +1,59 @@
+"""Shared fixtures: an embedded Ray cluster on loopback, tiny media files, offline Hugging Face."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One small local Ray cluster bound to 127.0.0.1 for the whole session."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+def write_video(path: Path, num_frames: int = 12, size: int = 64, seed: int = 0, codec: str = "mpeg4") -> Path:
+    """A small decodable video whose frame i has mean brightness that grows with i (frames are identifiable)."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(num_frames):
+            base = np.full((size, size, 3), 10 + i * (200 // max(1, num_frames - 1)), np.uint8)
+            img = np.clip(base.astype(int) + rng.integers(-3, 4, base.shape), 0, 255).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_truncated(path: Path, good: Path, keep: float = 0.3) -> Path:
+    """A copy of ``good`` cut to ``keep`` of its bytes: a truncated download."""
+    data = good.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+@pytest.fixture
+def astronaut_rgb():
+    from skimage import data
+
+    return data.astronaut()

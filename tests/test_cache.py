@@ -1,0 +1,78 @@
+"""The frame cache: streaming preparation on Ray Data, skipped files counted, atomic completion."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from fas.data.cache import CacheError, PrepareConfig, format_prepare_summary, prepare, read_cache, read_cache_table
+from fas.data.manifest import make_manifest, write_manifest
+from tests.conftest import write_truncated, write_video
+
+
+def _row(path, media, label, subject, split="train"):
+    return {"sample_id": path.stem, "path": str(path), "media": media, "label": label,
+            "attack": "real" if label else "print", "domain": "unit", "subject": subject, "split": split}
+
+
+@pytest.fixture
+def mixed_manifest(tmp_path, astronaut_rgb):
+    rows = []
+    for i in range(3):
+        rows.append(_row(write_video(tmp_path / f"good{i}.avi", num_frames=15, seed=i), "video", i % 2, f"s{i}"))
+    bad = write_truncated(tmp_path / "bad.avi", write_video(tmp_path / "src.avi", num_frames=40))
+    rows.append(_row(bad, "video", 0, "s9"))
+    face = tmp_path / "astronaut.png"
+    cv2.imwrite(str(face), cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR))
+    rows.append(_row(face, "image", 1, "s5", "test"))
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    rows.append(_row(tmp_path / "broken.jpg", "image", 0, "s6", "test"))
+    return write_manifest(make_manifest(rows), tmp_path / "manifest.parquet")
+
+
+def test_prepare_keeps_every_good_frame_and_names_the_bad_files(ray_local, tmp_path, mixed_manifest):
+    cfg = PrepareConfig(manifest=str(mixed_manifest), out=str(tmp_path / "cache"), frames=5, detector="haar",
+                        size=64, no_face="keep", rows_per_shard=4, face_workers=1, progress=False)
+    summary = prepare(cfg)
+    assert summary["frames_sampled"] == 3 * 5 + 1 and summary["frames_written"] == 16
+    assert summary["faces_found"] >= 1 and summary["no_face_kept"] == 15  # flat-grey videos have no face
+    assert sorted(s["path"].rsplit("/", 1)[-1] for s in summary["skipped_files"]) == ["bad.avi", "broken.jpg"]
+    text = format_prepare_summary(summary)
+    assert "bad.avi" in text and "files skipped: 2" in text
+
+    table = read_cache_table(cfg.out)
+    assert table.num_rows == 16
+    assert table.column_names[:8] == ["sample_id", "path", "media", "label", "attack", "domain", "subject", "split"]
+    df = table.to_pandas()
+    per_video = df[df.media == "video"].groupby("sample_id").frame_index.apply(sorted).to_dict()
+    assert per_video == {f"good{i}": [0, 4, 7, 10, 14] for i in range(3)}
+    face_row = df[df.sample_id == "astronaut"].iloc[0]
+    assert face_row["face_detected"] and len(face_row["face_box"]) == 4
+    assert cv2.imdecode(np.frombuffer(face_row["image"], np.uint8), cv2.IMREAD_COLOR).shape == (64, 64, 3)
+    assert read_cache(cfg.out).count() == 16
+
+
+def test_drop_policy_removes_faceless_frames(ray_local, tmp_path, mixed_manifest):
+    cfg = PrepareConfig(manifest=str(mixed_manifest), out=str(tmp_path / "cache"), frames=5, size=64,
+                        no_face="drop", face_workers=1, progress=False)
+    summary = prepare(cfg)
+    assert summary["no_face_dropped"] == 15 and summary["frames_written"] == 1
+    assert read_cache_table(cfg.out)["sample_id"].to_pylist() == ["astronaut"]
+
+
+def test_an_interrupted_cache_is_refused_and_half_written_shards_are_ignored(ray_local, tmp_path, mixed_manifest):
+    out = tmp_path / "cache"
+    prepare(PrepareConfig(manifest=str(mixed_manifest), out=str(out), frames=2, size=32, face_workers=1,
+                          detector="none", progress=False))
+    index = json.loads((out / "cache.json").read_text())
+    # a shard still being written when the job died has a temporary name and is not listed
+    (out / "shards" / ".part-dead.parquet.tmp").write_bytes(b"PAR1 half")
+    assert read_cache_table(out).num_rows == sum(pq.read_metadata(out / "shards" / s).num_rows
+                                                 for s in index["shards"])
+    (out / "cache.json").unlink()  # as if the job had been killed before finishing
+    with pytest.raises(CacheError, match="not a complete frame cache"):
+        read_cache_table(out)
