@@ -24,12 +24,13 @@ def _fas(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_quickstart_runs_end_to_end_on_generated_data(tmp_path):
-    proc = _fas("quickstart", "--size", "tiny", "--out", str(tmp_path / "qs"), cwd=tmp_path)
+    proc = _fas("quickstart", "--size", "tiny", "--epochs", "3", "--out", str(tmp_path / "qs"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "SYNTHETIC" in proc.stdout and "files skipped: 0" in proc.stdout
     summary = json.loads((tmp_path / "qs" / "quickstart_summary.json").read_text())
     assert summary["class8"]["frames_written"] == 216  # 3 per class x 8 classes x 3 domains x 3 splits
     assert summary["oulu_npu"]["frames_sampled"] == 9 * 10 and summary["oulu_npu"]["faces_found"] > 40
+    assert "per-category accuracy" in proc.stdout and Path(summary["clipc8"]["report"]).exists()
 
 
 def test_manifest_command_writes_parquet_and_prints_counts(tmp_path, capsys):

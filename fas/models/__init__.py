@@ -1,0 +1,1 @@
+"""Model definitions. Model files know nothing of ranks, devices or Ray."""

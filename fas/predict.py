@@ -1,0 +1,54 @@
+"""Inference from the portable checkpoint files that training writes (no DeepSpeed, no training code).
+
+``load_predictor(folder)`` reads ``model_config.json`` + ``model.pt`` and returns a predictor whose
+``predict(encoded_images) -> dict`` gives per-image ``score`` (higher = more real) and, for CLIPC8,
+``category`` indices and the class ``probs``. Used by ``jobs/evaluate.py`` and by serving.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fas.train.engine import WEIGHTS_FILE
+from fas.train.images import decode_batch
+
+
+class CLIPC8Predictor:
+    def __init__(self, folder: Path, meta: dict):
+        from fas.models.clipc8 import CLIPC8, create_clipc8
+
+        model, self.preprocess = create_clipc8(meta["model"], None, meta["prompts"])
+        state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        self.model: CLIPC8 = model.eval()
+        self.categories = meta["categories"]
+
+    def predict(self, images) -> dict[str, np.ndarray]:
+        p = self.preprocess
+        out = self.model.predict(decode_batch(images, p["image_size"], p["mean"], p["std"]))
+        return {k: v.numpy() for k, v in out.items()}
+
+
+PREDICTORS = {"clipc8": CLIPC8Predictor}
+
+
+def read_checkpoint_meta(folder: str | Path) -> dict:
+    """The model config saved beside the portable weights; a clear error when ``folder`` is not a checkpoint."""
+    folder = Path(folder)
+    meta_file = folder / "model_config.json"
+    if not meta_file.is_file() or not (folder / WEIGHTS_FILE).is_file():
+        raise ValueError(f"{folder} is not a checkpoint folder written by fas training "
+                         f"(expected model_config.json and {WEIGHTS_FILE})")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("method") not in PREDICTORS:
+        raise ValueError(f"{meta_file}: unknown method {meta.get('method')!r}; known: {sorted(PREDICTORS)}")
+    return meta
+
+
+def load_predictor(folder: str | Path):
+    meta = read_checkpoint_meta(folder)
+    return PREDICTORS[meta["method"]](Path(folder), meta)

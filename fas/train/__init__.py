@@ -1,0 +1,1 @@
+"""The trainer layer: Ray Train + DeepSpeed wrapping, checkpoints and data shards, kept out of the methods."""

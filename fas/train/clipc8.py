@@ -1,0 +1,126 @@
+"""CLIPC8 training on Ray Train + DeepSpeed: config, the per-worker loop, and the launcher."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fas.models.clipc8 import CLASS8_PROMPTS
+from fas.train.engine import WEIGHTS_FILE, deepspeed_config, restore, save_and_report, wrap_deepspeed
+
+
+@dataclasses.dataclass
+class CLIPC8Config:
+    """Paper defaults (CLIPC8): Adam lr 4e-6, wd 0.05, cosine period 10 epochs to 0.01 x lr, batch 16, 100 epochs."""
+
+    cache: str = ""  # frame cache to train on (its train split)
+    storage_path: str = "runs"  # local folder or shared/cloud URI every node can read
+    name: str = "clipc8"
+    model: str = "ViT-L-14"
+    pretrained: str | None = "openai"
+    categories: list[str] = dataclasses.field(default_factory=lambda: [k for k, _ in CLASS8_PROMPTS])
+    prompts: list[str] = dataclasses.field(default_factory=lambda: [t for _, t in CLASS8_PROMPTS])
+    attack_to_category: dict = dataclasses.field(default_factory=dict)  # e.g. {print: face_mask} for binary data
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 4e-6
+    weight_decay: float = 0.05
+    cosine_period: int = 10
+    min_lr_ratio: float = 0.01
+    zero_stage: int = 2
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    max_failures: int = 2
+    seed: int = 0
+    address: str | None = None
+
+
+def category_index(attacks, cfg: CLIPC8Config) -> torch.Tensor:
+    """Attack names (``real`` for bona fide) -> category indices, through the configured mapping."""
+    index = {name: i for i, name in enumerate(cfg.categories)}
+    out = []
+    for attack in attacks:
+        name = cfg.attack_to_category.get(str(attack), str(attack))
+        if name not in index:
+            raise ValueError(f"attack {attack!r} maps to no category of {cfg.categories}; add it to attack_to_category")
+        out.append(index[name])
+    return torch.tensor(out)
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Runs on every Ray Train worker; knows the method, not the cluster (that is fas.train.engine)."""
+    import ray.train
+
+    from fas.models.clipc8 import create_clipc8
+    from fas.train.images import clipc8_augment, decode_batch
+
+    cfg = CLIPC8Config(**config)
+    torch.manual_seed(cfg.seed)
+    model, pre = create_clipc8(cfg.model, cfg.pretrained, cfg.prompts)
+    optimizer = torch.optim.Adam(model.visual.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # stepped per epoch by us (DeepSpeed would step it per iteration); it drives the same param groups ZeRO uses
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.cosine_period,
+                                                           eta_min=cfg.lr * cfg.min_lr_ratio)
+    engine, _ = wrap_deepspeed(model, optimizer, deepspeed_config(cfg.batch_size, cfg.zero_stage, cfg.use_gpu))
+    saved = restore(engine)
+    start, history = saved.get("epoch", -1) + 1, saved.get("history", [])
+    for _ in range(start):
+        scheduler.step()
+    shard = ray.train.get_dataset_shard("train")
+    for epoch in range(start, cfg.epochs):
+        engine.train()
+        losses, correct, seen = [], 0, 0
+        for batch in shard.iter_batches(batch_size=cfg.batch_size, batch_format="numpy"):
+            x = clipc8_augment(decode_batch(batch["image"], pre["image_size"], pre["mean"], pre["std"]))
+            y = category_index(batch["attack"], cfg)
+            x = x.to(engine.device, dtype=torch.half if cfg.use_gpu else torch.float)
+            logits = engine(x)
+            loss = F.cross_entropy(logits.float(), y.to(engine.device))
+            engine.backward(loss)
+            engine.step()
+            losses.append(loss.item())
+            correct += int((logits.argmax(-1).cpu() == y).sum())
+            seen += len(y)
+        scheduler.step()
+        metrics = {"loss": sum(losses) / max(1, len(losses)), "train_acc": correct / max(1, seen),
+                   "lr": scheduler.get_last_lr()[0]}
+        history.append({"epoch": epoch, "loss": metrics["loss"], "resumed_from": start})
+        save_and_report(engine, epoch, metrics, lambda folder: save_portable(engine.module, pre, cfg, folder),
+                        {"history": history})
+
+
+def save_portable(model, preprocess: dict, cfg: CLIPC8Config, folder: Path) -> None:
+    """Weights + the config needed to rebuild the model for inference, without training code or DeepSpeed."""
+    state = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
+    torch.save(state, folder / WEIGHTS_FILE)
+    meta = {"method": "clipc8", "model": cfg.model, "categories": cfg.categories, "prompts": cfg.prompts,
+            "attack_to_category": cfg.attack_to_category, "preprocess": preprocess}
+    (folder / "model_config.json").write_text(json.dumps(meta, indent=2))
+
+
+def train(cfg: CLIPC8Config):
+    """Launch CLIPC8 training as a Ray Train ``TorchTrainer`` on the train split of ``cfg.cache``."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from fas.data.cache import read_cache
+    from fas.ray_utils import init_ray
+
+    init_ray(cfg.address)
+    dataset = read_cache(cfg.cache, columns=["image", "attack", "split"]).filter(
+        expr="split == 'train'").random_shuffle(seed=cfg.seed)
+    trainer = TorchTrainer(
+        train_loop_per_worker, train_loop_config=dataclasses.asdict(cfg), datasets={"train": dataset},
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                               resources_per_worker={"CPU": cfg.cpus_per_worker}),
+        run_config=ray.train.RunConfig(name=cfg.name, storage_path=str(Path(cfg.storage_path).resolve())
+                                       if "://" not in cfg.storage_path else cfg.storage_path,
+                                       failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+    )
+    return trainer.fit()

@@ -1,0 +1,127 @@
+"""CLIPC8: the model (frozen text features, cosine logits, configurable prompts) and its training on Ray Train."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fas.models.clipc8 import CLASS8_PROMPTS, WeightsNotFound, create_clipc8
+from fas.train.clipc8 import CLIPC8Config, category_index
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return create_clipc8("clipc8-tiny", None)
+
+
+def test_only_the_image_encoder_trains_and_text_features_are_fixed(tiny):
+    model, pre = tiny
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"visual"} and pre["image_size"] == 112
+    assert model.text_features.shape == (8, 128)
+    assert torch.allclose(model.text_features.norm(dim=-1), torch.ones(8), atol=1e-5)
+
+
+def test_logits_are_scaled_cosine_similarities_and_score_is_p_real(tiny):
+    model, _ = tiny
+    x = torch.randn(3, 3, 112, 112)
+    with torch.no_grad():
+        img = F.normalize(model.visual(x), dim=-1)
+        expected = model.logit_scale * img @ model.text_features.t()
+        assert torch.allclose(model(x), expected, atol=1e-5)
+    out = model.predict(x)
+    assert torch.allclose(out["probs"].sum(-1), torch.ones(3), atol=1e-5)
+    assert torch.equal(out["score"], out["probs"][:, 0]) and torch.equal(out["category"], out["probs"].argmax(-1))
+
+
+def test_prompt_sets_are_configuration(tiny):
+    digits, _ = create_clipc8("clipc8-tiny", None, texts=[str(i) for i in range(1, 9)])
+    assert not torch.allclose(digits.text_features, tiny[0].text_features)
+
+
+def test_missing_weights_error_says_what_and_how(tmp_path):
+    with pytest.raises(WeightsNotFound, match="timm/vit_large_patch14_clip_224.openai.*huggingface-cli download"):
+        create_clipc8("ViT-L-14", "openai")
+
+
+def test_attack_types_map_to_categories_through_config():
+    cfg = CLIPC8Config(attack_to_category={"print": "face_mask", "replay": "recaptured"})
+    assert category_index(["real", "print", "replay", "id_card"], cfg).tolist() == [0, 2, 5, 1]
+    with pytest.raises(ValueError, match="'hologram' maps to no category"):
+        category_index(["hologram"], cfg)
+    assert [k for k, _ in CLASS8_PROMPTS] == cfg.categories
+
+
+@pytest.fixture(scope="module")
+def class8_cache(tmp_path_factory, ray_local):
+    from fas.data.cache import PrepareConfig, prepare
+    from fas.data.manifest import write_manifest
+    from fas.data.readers import read_dataset
+    from fas.data.synth import generate
+
+    root = tmp_path_factory.mktemp("clipc8")
+    generate(root / "data", seed=0, size="tiny")
+    manifest = write_manifest(read_dataset("class8", root / "data" / "class8"), root / "class8.parquet")
+    prepare(PrepareConfig(manifest=str(manifest), out=str(root / "cache"), detector="none", size=112,
+                          face_workers=1, progress=False))
+    return root
+
+
+@pytest.mark.slow
+def test_two_workers_with_deepspeed_train_and_the_checkpoint_evaluates(class8_cache):
+    from fas.evaluate import EvaluateConfig, evaluate
+    from fas.train.clipc8 import train
+
+    cfg = CLIPC8Config(cache=str(class8_cache / "cache"), storage_path=str(class8_cache / "runs"), name="t",
+                       model="clipc8-tiny", pretrained=None, epochs=5, lr=3e-4, num_workers=2, cpus_per_worker=0.5,
+                       batch_size=8)
+    checkpoint = Path(train(cfg).checkpoint.path)
+    state = json.loads((checkpoint / "train_state.json").read_text())
+    losses = [h["loss"] for h in state["history"]]
+    assert state["epoch"] == 4 and [h["epoch"] for h in state["history"]] == [0, 1, 2, 3, 4]
+    assert losses[-1] < 0.8 * losses[0], losses
+    metrics = evaluate(EvaluateConfig(checkpoint=str(checkpoint), cache=str(class8_cache / "cache"),
+                                      out=str(class8_cache / "eval")))
+    assert metrics["threshold_rule"] == "dev_eer" and metrics["auc"] is not None
+    assert {p.name for p in (class8_cache / "eval").iterdir()} >= {"scores.csv", "metrics.json", "report.md",
+                                                                   "roc.png", "config.yaml"}
+
+
+@pytest.mark.slow
+def test_a_killed_worker_resumes_from_the_last_checkpoint(class8_cache):
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    from fas.train.clipc8 import train
+
+    cfg = CLIPC8Config(cache=str(class8_cache / "cache"), storage_path=str(class8_cache / "runs"), name="killed",
+                       model="clipc8-tiny", pretrained=None, epochs=6, lr=3e-4, num_workers=2, cpus_per_worker=0.5,
+                       batch_size=8, max_failures=2)
+    result = {}
+    runner = threading.Thread(target=lambda: result.setdefault("r", train(cfg)))
+    runner.start()
+    run_dir, killed, deadline = class8_cache / "runs" / "killed", None, time.time() + 400
+    while killed is None and runner.is_alive() and time.time() < deadline:
+        # two epochs saved (so the first is surely registered with the controller): kill a training worker
+        if len(list(run_dir.glob("checkpoint_2*"))) >= 2:
+            workers = [p for p in psutil.process_iter(["cmdline"]) if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
+            if workers:
+                killed = workers[0].pid
+                workers[0].send_signal(signal.SIGKILL)
+        time.sleep(0.1)
+    runner.join(timeout=600)
+    assert killed is not None, "no training worker was found to kill"
+    state = json.loads((Path(result["r"].checkpoint.path) / "train_state.json").read_text())
+    assert state["epoch"] == 5
+    resumed = {h["resumed_from"] for h in state["history"]}
+    assert max(resumed) >= 1, f"the run restarted from epoch 0: {state['history']}"
+    # every epoch is in the history exactly once: nothing after the checkpoint was lost, nothing ran twice
+    assert [h["epoch"] for h in state["history"]] == list(range(6))
