@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import pandas as pd
 
-SCORE_COLUMNS = ["sample_id", "frame_id", "split", "label", "attack", "domain", "media"]
+SCORE_COLUMNS = ["sample_id", "frame_id", "split", "label", "attack", "domain", "subject", "media"]
 
 
 @dataclasses.dataclass
@@ -18,6 +18,7 @@ class EvaluateConfig:
     cache: str = ""
     out: str = "runs/eval"
     threshold_rule: str = "dev_eer"
+    protocol: str | None = None  # e.g. "O&C&I->M", "intra:oulu_npu"; when set it decides threshold and test rows
     dev_split: str = "dev"
     test_split: str = "test"
     batch_size: int = 64
@@ -45,14 +46,15 @@ class ScoreBatch:
 
 def score_cache(cfg: EvaluateConfig) -> pd.DataFrame:
     import ray
+    from ray.data.expressions import col
 
     from fas.data.cache import read_cache
     from fas.ray_utils import init_ray
 
     init_ray(cfg.address)
-    splits = {cfg.dev_split, cfg.test_split}
-    ds = read_cache(cfg.cache, columns=SCORE_COLUMNS + ["image"]).filter(
-        expr=" or ".join(f"split == '{s}'" for s in sorted(splits)))
+    ds = read_cache(cfg.cache, columns=SCORE_COLUMNS + ["image"])
+    if not cfg.protocol:  # without a protocol only the dev and test splits are scored
+        ds = ds.filter(expr=col("split").is_in(sorted({cfg.dev_split, cfg.test_split})))
     ds = ds.map_batches(ScoreBatch, fn_constructor_kwargs={"checkpoint": cfg.checkpoint}, batch_size=cfg.batch_size,
                         batch_format="numpy", num_cpus=cfg.cpus_per_worker,
                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.workers))
@@ -74,8 +76,14 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         if (scores["category"] < 0).any():
             scores = scores.drop(columns=["category", "pred_category"])
     video_level = bool((scores["media"] == "video").any())
-    test = scores[scores.split == cfg.test_split]
-    dev = scores[scores.split == cfg.dev_split] if cfg.threshold_rule != "test_eer" else None
+    if cfg.protocol:
+        from fas.eval.protocols import split_for_protocol
+
+        parts = split_for_protocol(scores, cfg.protocol)
+        test, dev = parts["test"], parts["threshold"]
+    else:
+        test, dev = scores[scores.split == cfg.test_split], scores[scores.split == cfg.dev_split]
+    dev = None if cfg.threshold_rule == "test_eer" else dev
     kwargs = {"categories": categories} if categories else {}
     metrics = evaluate_scores(test.reset_index(drop=True), None if dev is None else dev.reset_index(drop=True),
                               threshold_rule=cfg.threshold_rule, video_level=video_level, **kwargs)

@@ -10,7 +10,7 @@ from fas.evaluate import EvaluateConfig, evaluate
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", default=None)
-    for name in ("checkpoint", "cache", "out", "threshold_rule", "address"):
+    for name in ("checkpoint", "cache", "out", "threshold_rule", "protocol", "address"):
         parser.add_argument("--" + name.replace("_", "-"), dest=name)
     args = vars(parser.parse_args())
     cfg = load_config(EvaluateConfig, args.pop("config"), args)

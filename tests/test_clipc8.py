@@ -90,6 +90,11 @@ def test_two_workers_with_deepspeed_train_and_the_checkpoint_evaluates(class8_ca
     assert metrics["threshold_rule"] == "dev_eer" and metrics["auc"] is not None
     assert {p.name for p in (class8_cache / "eval").iterdir()} >= {"scores.csv", "metrics.json", "report.md",
                                                                    "roc.png", "config.yaml"}
+    # a named protocol decides the rows: leave synth-cam-c out, threshold on the source domains' dev split
+    loo = evaluate(EvaluateConfig(checkpoint=str(checkpoint), cache=str(class8_cache / "cache"),
+                                  out=str(class8_cache / "eval_loo"), protocol="synth-cam-a&synth-cam-b->synth-cam-c"))
+    scores = __import__("pandas").read_csv(class8_cache / "eval_loo" / "scores.csv")
+    assert loo["n_real"] + loo["n_attack"] == int(((scores.domain == "synth-cam-c") & (scores.split != "dev")).sum())
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -74,7 +75,7 @@ def train_loop_per_worker(config: dict) -> None:
     shard = ray.train.get_dataset_shard("train")
     for epoch in range(start, cfg.epochs):
         engine.train()
-        losses, correct, seen = [], 0, 0
+        losses, correct, seen, tick = [], 0, 0, time.perf_counter()
         for batch in shard.iter_batches(batch_size=cfg.batch_size, batch_format="numpy"):
             x = clipc8_augment(decode_batch(batch["image"], pre["image_size"], pre["mean"], pre["std"]))
             y = category_index(batch["attack"], cfg)
@@ -87,8 +88,9 @@ def train_loop_per_worker(config: dict) -> None:
             correct += int((logits.argmax(-1).cpu() == y).sum())
             seen += len(y)
         scheduler.step()
+        world = ray.train.get_context().get_world_size()
         metrics = {"loss": sum(losses) / max(1, len(losses)), "train_acc": correct / max(1, seen),
-                   "lr": scheduler.get_last_lr()[0]}
+                   "lr": scheduler.get_last_lr()[0], "images_per_s": world * seen / (time.perf_counter() - tick)}
         history.append({"epoch": epoch, "loss": metrics["loss"], "resumed_from": start})
         save_and_report(engine, epoch, metrics, lambda folder: save_portable(engine.module, pre, cfg, folder),
                         {"history": history})
@@ -106,6 +108,7 @@ def save_portable(model, preprocess: dict, cfg: CLIPC8Config, folder: Path) -> N
 def train(cfg: CLIPC8Config):
     """Launch CLIPC8 training as a Ray Train ``TorchTrainer`` on the train split of ``cfg.cache``."""
     import ray.train
+    from ray.data.expressions import col
     from ray.train.torch import TorchTrainer
 
     from fas.data.cache import read_cache
@@ -113,7 +116,7 @@ def train(cfg: CLIPC8Config):
 
     init_ray(cfg.address)
     dataset = read_cache(cfg.cache, columns=["image", "attack", "split"]).filter(
-        expr="split == 'train'").random_shuffle(seed=cfg.seed)
+        expr=col("split") == "train").random_shuffle(seed=cfg.seed)
     trainer = TorchTrainer(
         train_loop_per_worker, train_loop_config=dataclasses.asdict(cfg), datasets={"train": dataset},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
