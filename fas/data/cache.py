@@ -245,7 +245,8 @@ def read_cache(cache_dir: str | Path, columns: list[str] | None = None):
     """The cache as a streaming Ray Dataset (the listed shards only)."""
     import ray
 
-    return ray.data.read_parquet(shard_paths(cache_dir), columns=columns)
+    ds = ray.data.read_parquet(shard_paths(cache_dir))
+    return ds.select_columns(columns) if columns else ds
 
 
 def read_cache_table(cache_dir: str | Path, columns: list[str] | None = None) -> pa.Table:
