@@ -7,6 +7,7 @@ rule ``test_eer`` is named. Video samples are scored per video (mean of frame sc
 from __future__ import annotations
 
 import dataclasses
+
 import pandas as pd
 
 SCORE_COLUMNS = ["sample_id", "frame_id", "split", "label", "attack", "domain", "subject", "media"]
@@ -68,13 +69,15 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     meta = read_checkpoint_meta(cfg.checkpoint)
     scores = score_cache(cfg).rename(columns={"sample_id": "video"})
     categories = meta.get("categories")
-    if categories:
-        mapping = meta.get("attack_to_category", {})
-        scores["category"] = [categories.index(mapping.get(a, a)) if mapping.get(a, a) in categories else -1
-                              for a in scores["attack"]]
-        scores["pred_category"] = scores["pred_category"].astype(int)
-        if (scores["category"] < 0).any():
-            scores = scores.drop(columns=["category", "pred_category"])
+    if categories:  # category tables only when every evaluated attack has a category
+        from fas.train.clipc8 import attack_category
+
+        truth = [attack_category(a, categories, meta.get("attack_to_category", {})) for a in scores["attack"]]
+        if None in truth:
+            scores = scores.drop(columns=["pred_category"])
+        else:
+            scores["category"] = truth
+            scores["pred_category"] = scores["pred_category"].astype(int)
     video_level = bool((scores["media"] == "video").any())
     if cfg.protocol:
         from fas.eval.protocols import split_for_protocol

@@ -51,7 +51,6 @@ def main() -> None:
     from fas.config import load_config
 
     cfg = load_config(CLIPC8Config, args.config, {"cache": args.cache, "storage_path": args.storage_path})
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     results = {"bare_single_process_images_per_s": round(bare_loop(cfg, args.epochs), 1)}
     for n in args.workers:
         run = dataclasses.replace(cfg, num_workers=n, epochs=args.epochs, name=f"bench_{n}w_{int(time.time())}",

@@ -41,15 +41,20 @@ class CLIPC8Config:
     address: str | None = None
 
 
+def attack_category(attack, categories: list[str], attack_to_category: dict) -> int | None:
+    """The category index of one attack name (``real`` for bona fide) through the mapping; None when it has none."""
+    name = attack_to_category.get(str(attack), str(attack))
+    return categories.index(name) if name in categories else None
+
+
 def category_index(attacks, cfg: CLIPC8Config) -> torch.Tensor:
-    """Attack names (``real`` for bona fide) -> category indices, through the configured mapping."""
-    index = {name: i for i, name in enumerate(cfg.categories)}
+    """Attack names -> category indices for training; an attack without a category is an error."""
     out = []
     for attack in attacks:
-        name = cfg.attack_to_category.get(str(attack), str(attack))
-        if name not in index:
+        index = attack_category(attack, cfg.categories, cfg.attack_to_category)
+        if index is None:
             raise ValueError(f"attack {attack!r} maps to no category of {cfg.categories}; add it to attack_to_category")
-        out.append(index[name])
+        out.append(index)
     return torch.tensor(out)
 
 

@@ -1,8 +1,8 @@
 """The one thin layer that knows about the cluster: DeepSpeed engine, rank, checkpoints, Ray Train reports.
 
-A method supplies a model, an optimizer and a ``training_forward(batch) -> dict of losses``; this layer wraps
-the model in DeepSpeed (ZeRO stage from config, fp16 only on GPU), saves a DeepSpeed checkpoint plus a
-portable weights file every epoch, and resumes from ``ray.train.get_checkpoint()`` after a failure.
+A method's per-worker loop builds its model and optimizer and calls this layer to wrap them in DeepSpeed (ZeRO
+stage from config, fp16 only on GPU), to save a DeepSpeed checkpoint plus a portable weights file every epoch,
+and to resume from ``ray.train.get_checkpoint()`` after a failure.
 """
 
 from __future__ import annotations
