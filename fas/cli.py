@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -11,24 +10,15 @@ from pathlib import Path
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    """One flag per dataclass field (``--field-name``), defaulting to None so the YAML value stands."""
-    parser.add_argument("--config", help="YAML config file; flags override its values")
-    for field in dataclasses.fields(cls):
-        if field.name in skip:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        if field.type in ("bool", bool):
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            parser.add_argument(flag, dest=field.name, default=None, help=f"(config: {field.name})")
+    from fas.config import add_config_flags
+
+    add_config_flags(parser, cls, skip)
 
 
 def _load(cls, args: argparse.Namespace, positional: dict | None = None):
-    from fas.config import load_config
+    from fas.config import config_from_args
 
-    overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls)}
-    overrides.update({k: v for k, v in (positional or {}).items() if v is not None})
-    return load_config(cls, args.config, overrides)
+    return config_from_args(cls, args, positional)
 
 
 def cmd_synth(args) -> int:
@@ -65,6 +55,15 @@ def cmd_quickstart(args) -> int:
     return run_quickstart(_load(QuickstartConfig, args))
 
 
+def cmd_zero_shot(args) -> int:
+    from fas.train.clipc8 import CLIPC8Config, export_zero_shot
+
+    folder = export_zero_shot(_load(CLIPC8Config, args), args.out)
+    print(f"zero-shot CLIPC8 checkpoint: {folder}\nevaluate it: python jobs/evaluate.py --checkpoint {folder} "
+          "--cache CACHE --protocol clipc8_zeroshot --threshold-rule 0.5")
+    return 0
+
+
 def cmd_bench_data(args) -> int:
     from fas.data.bench import run_benchmark
 
@@ -75,6 +74,7 @@ def cmd_bench_data(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from fas.data.cache import PrepareConfig
     from fas.quickstart import QuickstartConfig
+    from fas.train.clipc8 import CLIPC8Config
 
     parser = argparse.ArgumentParser(prog="fas", description="Face anti-spoofing on Ray")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest_path", metavar="MANIFEST", nargs="?")
     _add_config_flags(p, PrepareConfig, skip=("manifest",))
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("zero-shot", help="write pretrained CLIPC8 (no fine-tuning) as a checkpoint to evaluate")
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    _add_config_flags(p, CLIPC8Config, skip=("name", "storage_path", "cache"))
+    p.set_defaults(func=cmd_zero_shot, config="clipc8.yaml")
 
     p = sub.add_parser("bench-data", help="data-plane throughput: Ray Data pipeline vs a single-process loop")
     p.add_argument("--out", required=True)

@@ -35,8 +35,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         return from_dict(hint, value, where)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None:
-            return None
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none")):
+            return None  # `--pretrained null` on a command line means None, as in YAML
         return _coerce(value, args[0], where) if len(args) == 1 else value
     if hint is float and isinstance(value, (int, str)) and not isinstance(value, bool):
         return float(value)
@@ -95,3 +95,26 @@ def resolve_config_path(path: str | Path) -> Path:
 
 def save_config(cfg, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def add_config_flags(parser, cls, skip: tuple[str, ...] = ()) -> None:
+    """One flag per scalar dataclass field (``--field-name``), defaulting to None so the YAML value stands."""
+    import argparse
+
+    parser.add_argument("--config", help="YAML config file (a path, or a name under fas/configs); flags override it")
+    types_ = _field_types(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in skip or typing.get_origin(types_[field.name]) in (list, dict, tuple):
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if types_[field.name] is bool:
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            parser.add_argument(flag, dest=field.name, default=None, help=f"(config: {field.name})")
+
+
+def config_from_args(cls: type[T], args, positional: Mapping[str, Any] | None = None, default: str | None = None) -> T:
+    """The config named by ``--config`` (or ``default``), with every flag given on the command line applied."""
+    overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls)}
+    overrides.update({k: v for k, v in (positional or {}).items() if v is not None})
+    return load_config(cls, getattr(args, "config", None) or default, overrides)

@@ -33,7 +33,26 @@ class CLIPC8Predictor:
         return {k: v.numpy() for k, v in out.items()}
 
 
-PREDICTORS = {"clipc8": CLIPC8Predictor}
+class PDLEPredictor:
+    """Expected liveness score rho of a PDLE checkpoint, on centre-cropped faces."""
+
+    def __init__(self, folder: Path, meta: dict):
+        from fas.models.pdle import create_pdle
+
+        model = create_pdle(meta["model"], None, meta["num_levels"])
+        model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+        self.model = model.eval()
+        self.preprocess = meta["preprocess"]
+
+    def predict(self, images) -> dict[str, np.ndarray]:
+        from fas.train.images import IMAGENET_MEAN, IMAGENET_STD, center_crop
+
+        p = self.preprocess
+        x = center_crop(decode_batch(images, p["image_size"], IMAGENET_MEAN, IMAGENET_STD), p["crop_size"])
+        return {k: v.numpy() for k, v in self.model.predict(x).items()}
+
+
+PREDICTORS = {"clipc8": CLIPC8Predictor, "pdle": PDLEPredictor}
 
 
 def read_checkpoint_meta(folder: str | Path) -> dict:

@@ -1,7 +1,9 @@
 """``fas quickstart``: the whole data plane on the embedded default (a local Ray cluster and generated data).
 
-Steps: generate the synthetic dataset -> read it into manifests -> prepare frame caches -> train tiny CLIPC8
-on Ray Train + DeepSpeed -> evaluate it with the evaluation harness and print the per-category table.
+Steps: generate the synthetic dataset -> read it into manifests -> prepare frame caches -> train the tiny model of
+``--method`` (CLIPC8 on Ray Train + DeepSpeed, or PDLE on Ray Train + DDP) -> evaluate it with the evaluation
+harness and print its table -> copy the servable model (weights, config, metrics with the threshold) to
+``OUT/models/<method>``, which ``serve/config.yaml`` serves.
 CLASS-8 images keep the whole frame (CLIPC8 uses the background on purpose); OULU-NPU-style videos are
 sampled and face-cropped with the offline Haar detector.
 """
@@ -27,7 +29,8 @@ class QuickstartConfig:
     frames: int = 10
     detector: str = "haar"
     image_size: int = 128
-    epochs: int = 10  # CLIPC8 training epochs of the quickstart (one cosine period)
+    epochs: int | None = None  # training epochs; default: the method's tiny config (CLIPC8 10, PDLE 8)
+    protocol: str | None = None  # e.g. synth-cam-a&synth-cam-b->synth-cam-c; default: train/dev/test splits
     train: bool = True  # false: stop after preparing the data
     address: str | None = None
 
@@ -62,35 +65,75 @@ def run_quickstart(cfg: QuickstartConfig) -> int:
         print(f"[3/5] preparing the {name} frame cache (detector {detector})")
         summaries[name] = _prepare(manifest, out / "cache" / name, cfg, detector)
         print(format_prepare_summary(summaries[name]))
-    if cfg.method == "clipc8" and cfg.train:
-        summaries["clipc8"] = train_and_evaluate_clipc8(out, cfg)
+    if cfg.method in TINY_CONFIGS and cfg.train:
+        summaries[cfg.method] = train_and_evaluate(out, cfg)
     elapsed = time.perf_counter() - start
     (out / "quickstart_summary.json").write_text(json.dumps(summaries, indent=2, default=str))
     print(f"\nquickstart finished in {elapsed:.0f} s; manifests in {out / 'manifests'}, caches in {out / 'cache'}")
     return 0
 
 
-def train_and_evaluate_clipc8(out: Path, cfg: QuickstartConfig) -> dict:
-    """Tiny CLIPC8 on 2 Ray Train workers with DeepSpeed (CPU), then the evaluation harness on the test split."""
-    from fas.config import load_config
-    from fas.evaluate import EvaluateConfig, evaluate
-    from fas.train.clipc8 import CLIPC8Config, train
+TINY_CONFIGS = {"clipc8": "clipc8_tiny.yaml", "pdle": "pdle_tiny.yaml"}
 
-    print(f"[4/5] training tiny CLIPC8 ({cfg.epochs} epochs, Ray Train + DeepSpeed ZeRO-2 on CPU)")
-    train_cfg = load_config(CLIPC8Config, "clipc8_tiny.yaml", {
-        "cache": str(out / "cache" / "class8"), "storage_path": str(out.resolve() / "train"), "epochs": cfg.epochs,
-        "address": cfg.address})
-    result = train(train_cfg)
+
+def _train_method(method: str, out: Path, cfg: QuickstartConfig):
+    from fas.config import load_config
+
+    overrides = {"cache": str(out / "cache" / "class8"), "storage_path": str(out.resolve() / "train"),
+                 "epochs": cfg.epochs, "protocol": cfg.protocol, "address": cfg.address}
+    if method == "clipc8":
+        from fas.train.clipc8 import CLIPC8Config, train
+
+        train_cfg = load_config(CLIPC8Config, TINY_CONFIGS[method], overrides)
+        print(f"[4/5] training tiny CLIPC8 ({train_cfg.epochs} epochs, Ray Train + DeepSpeed ZeRO-2 on CPU)")
+    else:
+        from fas.train.pdle import PDLEConfig, train
+
+        train_cfg = load_config(PDLEConfig, TINY_CONFIGS[method], overrides)
+        print(f"[4/5] training tiny PDLE (K={train_cfg.k}, {train_cfg.epochs} epochs, Ray Train + "
+              f"{train_cfg.engine.upper()} on CPU)")
+    return train(train_cfg)
+
+
+def train_and_evaluate(out: Path, cfg: QuickstartConfig) -> dict:
+    """Tiny model on 2 Ray Train workers (CPU), the evaluation harness, and the servable copy in OUT/models."""
+    from fas.evaluate import EvaluateConfig, evaluate
+
+    result = _train_method(cfg.method, out, cfg)
     print(f"      final epoch: {result.metrics}")
-    print("[5/5] evaluating on the test split (threshold: EER on the dev split)")
-    eval_dir = out / "eval" / "clipc8"
+    where = f"protocol {cfg.protocol}" if cfg.protocol else "the test split"
+    print(f"[5/5] evaluating on {where} (threshold: EER on the dev split)")
+    eval_dir = out / "eval" / cfg.method
     metrics = evaluate(EvaluateConfig(checkpoint=result.checkpoint.path, cache=str(out / "cache" / "class8"),
-                                      out=str(eval_dir), address=cfg.address))
-    print(format_category_accuracy(metrics))
+                                      out=str(eval_dir), protocol=cfg.protocol, address=cfg.address))
+    if metrics.get("categories"):
+        print(format_category_accuracy(metrics))
     print(f"      HTER {metrics['hter']:.2%} at threshold {metrics['threshold']:.4f} ({metrics['threshold_rule']}), "
           f"AUC {metrics['auc']:.4f}; report: {eval_dir / 'report.md'}")
-    return {"checkpoint": result.checkpoint.path, "report": str(eval_dir / "report.md"),
-            "category_accuracy": category_accuracy(metrics), **{k: metrics[k] for k in ("auc", "hter", "eer")}}
+    served = publish_model(Path(result.checkpoint.path), eval_dir, out / "models" / cfg.method)
+    print(f"      servable model: {served} (serve it: serve run serve/config.yaml)")
+    summary = {"checkpoint": result.checkpoint.path, "report": str(eval_dir / "report.md"), "model": str(served),
+               **{k: metrics[k] for k in ("auc", "hter", "eer")}}
+    if metrics.get("categories"):
+        summary["category_accuracy"] = category_accuracy(metrics)
+    return summary
+
+
+def publish_model(checkpoint: Path, eval_dir: Path, target: Path) -> Path:
+    """Copy the portable weights, their config and the evaluation metrics (threshold included) to ``target``."""
+    import shutil
+
+    from fas.train.engine import WEIGHTS_FILE
+
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in (WEIGHTS_FILE, "model_config.json"):
+        shutil.copy2(checkpoint / name, staging / name)
+    shutil.copy2(eval_dir / "metrics.json", staging / "metrics.json")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
 
 
 def category_accuracy(metrics: dict) -> dict:

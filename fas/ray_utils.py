@@ -25,5 +25,19 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         ray.init(address=address, **kwargs)
     else:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        if quiet:  # Ray Data's per-operator progress bars would flood a terminal (they run inside workers too)
+            os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+            kwargs["runtime_env"] = {"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}}
         ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False, **kwargs)
+        if quiet:
+            import ray.data
+
+            ray.data.DataContext.get_current().enable_progress_bars = False
     return ray.get_runtime_context()
+
+
+def storage_uri(storage_path: str) -> str:
+    """Ray Train storage: a URI (s3://, gs://, ...) as is, a local folder made absolute (every node must see it)."""
+    from pathlib import Path
+
+    return storage_path if "://" in storage_path else str(Path(storage_path).resolve())

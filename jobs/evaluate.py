@@ -3,17 +3,14 @@
 import argparse
 import json
 
-from fas.config import load_config
+from fas.config import add_config_flags, config_from_args
 from fas.evaluate import EvaluateConfig, evaluate
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", default=None)
-    for name in ("checkpoint", "cache", "out", "threshold_rule", "protocol", "address"):
-        parser.add_argument("--" + name.replace("_", "-"), dest=name)
-    args = vars(parser.parse_args())
-    cfg = load_config(EvaluateConfig, args.pop("config"), args)
+    add_config_flags(parser, EvaluateConfig)
+    cfg = config_from_args(EvaluateConfig, parser.parse_args())
     metrics = evaluate(cfg)
     print(json.dumps({k: metrics.get(k) for k in ("auc", "eer", "hter", "acer", "threshold", "threshold_rule")}))
     print(f"report: {cfg.out}/report.md")

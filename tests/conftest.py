@@ -57,3 +57,19 @@ def astronaut_rgb():
     from skimage import data
 
     return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def class8_cache(tmp_path_factory, ray_local):
+    """The tiny generated CLASS-8 data (3 camera domains) as a whole-frame 112 px cache; shared by the methods."""
+    from fas.data.cache import PrepareConfig, prepare
+    from fas.data.manifest import write_manifest
+    from fas.data.readers import read_dataset
+    from fas.data.synth import generate
+
+    root = tmp_path_factory.mktemp("class8")
+    generate(root / "data", seed=0, size="tiny")
+    manifest = write_manifest(read_dataset("class8", root / "data" / "class8"), root / "class8.parquet")
+    prepare(PrepareConfig(manifest=str(manifest), out=str(root / "cache"), detector="none", size=112,
+                          face_workers=1, progress=False))
+    return root

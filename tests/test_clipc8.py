@@ -57,21 +57,6 @@ def test_attack_types_map_to_categories_through_config():
     assert [k for k, _ in CLASS8_PROMPTS] == cfg.categories
 
 
-@pytest.fixture(scope="module")
-def class8_cache(tmp_path_factory, ray_local):
-    from fas.data.cache import PrepareConfig, prepare
-    from fas.data.manifest import write_manifest
-    from fas.data.readers import read_dataset
-    from fas.data.synth import generate
-
-    root = tmp_path_factory.mktemp("clipc8")
-    generate(root / "data", seed=0, size="tiny")
-    manifest = write_manifest(read_dataset("class8", root / "data" / "class8"), root / "class8.parquet")
-    prepare(PrepareConfig(manifest=str(manifest), out=str(root / "cache"), detector="none", size=112,
-                          face_workers=1, progress=False))
-    return root
-
-
 @pytest.mark.slow
 def test_two_workers_with_deepspeed_train_and_the_checkpoint_evaluates(class8_cache):
     from fas.evaluate import EvaluateConfig, evaluate
@@ -130,3 +115,25 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(class8_cache):
     assert max(resumed) >= 1, f"the run restarted from epoch 0: {state['history']}"
     # every epoch is in the history exactly once: nothing after the checkpoint was lost, nothing ran twice
     assert [h["epoch"] for h in state["history"]] == list(range(6))
+
+
+def test_zero_shot_checkpoint_is_the_pretrained_model_from_a_local_weights_file(tmp_path, class8_cache):
+    """`fas zero-shot` resolves local weights, writes them untouched, and the harness evaluates the result."""
+    import open_clip
+
+    from fas.cli import main
+    from fas.evaluate import EvaluateConfig, evaluate
+
+    torch.manual_seed(3)
+    pretrained = open_clip.create_model("clipc8-tiny")
+    torch.save(pretrained.state_dict(), tmp_path / "clip.pt")
+    out = tmp_path / "zs"
+    assert main(["zero-shot", "--model", "clipc8-tiny", "--pretrained", str(tmp_path / "clip.pt"),
+                 "--out", str(out)]) == 0
+    saved = torch.load(out / "model.pt", weights_only=True)
+    for name, value in pretrained.visual.state_dict().items():
+        assert torch.equal(saved[f"visual.{name}"], value), name
+    assert json.loads((out / "model_config.json").read_text())["zero_shot"] is True
+    metrics = evaluate(EvaluateConfig(checkpoint=str(out), cache=str(class8_cache / "cache"), out=str(tmp_path / "e"),
+                                      threshold_rule="0.5"))
+    assert metrics["threshold"] == 0.5 and len(metrics["categories"]["confusion_matrix"]) == 8

@@ -182,9 +182,13 @@ def prepare(cfg: PrepareConfig) -> dict:
     shutil.rmtree(shard_dir, ignore_errors=True)
     shard_dir.mkdir(parents=True)
     init_ray(cfg.address)
-    ray.data.DataContext.get_current().enable_progress_bars = cfg.progress
+    context = ray.data.DataContext.get_current()
+    shown, context.enable_progress_bars = context.enable_progress_bars, cfg.progress
     start = time.perf_counter()
-    stat_rows = build_pipeline(manifest, cfg, shard_dir).take_all()
+    try:
+        stat_rows = build_pipeline(manifest, cfg, shard_dir).take_all()
+    finally:  # later datasets of the same driver (training, scoring) keep the caller's setting
+        context.enable_progress_bars = shown
     summary = _merge_stats(stat_rows)
     summary.update(
         seconds=round(time.perf_counter() - start, 2), samples=manifest.num_rows, synthetic=is_synthetic(manifest),

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fas.models.weights import WeightsNotFound, find_weights  # noqa: F401 (re-exported)
+
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIG_DIR)
 
@@ -42,31 +44,10 @@ HF_WEIGHTS = {("ViT-L-14", "openai"): ("timm/vit_large_patch14_clip_224.openai",
                                        ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))}
 
 
-class WeightsNotFound(ValueError):
-    """Pretrained weights are neither a local file nor in the Hugging Face cache."""
-
-
 def resolve_pretrained(model_name: str, pretrained: str | None) -> str | None:
     """A local weights path for ``pretrained`` (a file path or a tag such as ``openai``), or None for random init."""
-    if not pretrained:
-        return None
-    if Path(pretrained).is_file():
-        return pretrained
     repo, files = HF_WEIGHTS.get((model_name, pretrained), (None, ()))
-    if repo:
-        from huggingface_hub import try_to_load_from_cache
-
-        for name in files:
-            hit = try_to_load_from_cache(repo, name)
-            if isinstance(hit, str):
-                return hit
-    raise WeightsNotFound(
-        f"CLIP weights {model_name!r}/{pretrained!r} not found: no local file {pretrained!r}"
-        + (f" and none of {list(files)} from hub repo {repo} in the Hugging Face cache" if repo else "")
-        + ". On a machine with internet run `huggingface-cli download "
-        + (repo or "<repo>") + "` and copy the cache (~/.cache/huggingface) here, or pass the weights file path "
-        "as `pretrained`. Set pretrained to null to train from random initialisation."
-    )
+    return find_weights(f"CLIP {model_name}", pretrained, repo, files)
 
 
 class CLIPC8(nn.Module):

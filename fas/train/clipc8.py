@@ -21,6 +21,8 @@ class CLIPC8Config:
     cache: str = ""  # frame cache to train on (its train split)
     storage_path: str = "runs"  # local folder or shared/cloud URI every node can read
     name: str = "clipc8"
+    protocol: str | None = None  # train rows of this protocol (e.g. "O&C&I->M"); None: the train split
+    fold: int | None = None
     model: str = "ViT-L-14"
     pretrained: str | None = "openai"
     categories: list[str] = dataclasses.field(default_factory=lambda: [k for k, _ in CLASS8_PROMPTS])
@@ -37,6 +39,7 @@ class CLIPC8Config:
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
     max_failures: int = 2
+    validate: bool = True  # AUC/HTER of P(real) on the source-side validation rows after every epoch
     seed: int = 0
     address: str | None = None
 
@@ -64,6 +67,7 @@ def train_loop_per_worker(config: dict) -> None:
 
     from fas.models.clipc8 import create_clipc8
     from fas.train.images import clipc8_augment, decode_batch
+    from fas.train.validation import validate
 
     cfg = CLIPC8Config(**config)
     torch.manual_seed(cfg.seed)
@@ -96,9 +100,20 @@ def train_loop_per_worker(config: dict) -> None:
         world = ray.train.get_context().get_world_size()
         metrics = {"loss": sum(losses) / max(1, len(losses)), "train_acc": correct / max(1, seen),
                    "lr": scheduler.get_last_lr()[0], "images_per_s": world * seen / (time.perf_counter() - tick)}
+        if cfg.validate:
+            engine.eval()
+            metrics.update(validate(lambda images: score_images(engine.module, pre, images, engine.device)))
         history.append({"epoch": epoch, "loss": metrics["loss"], "resumed_from": start})
         save_and_report(engine, epoch, metrics, lambda folder: save_portable(engine.module, pre, cfg, folder),
                         {"history": history})
+
+
+@torch.no_grad()
+def score_images(model, pre: dict, images, device):
+    from fas.train.images import decode_batch
+
+    x = decode_batch(images, pre["image_size"], pre["mean"], pre["std"])
+    return model.predict(x.to(device, dtype=next(model.parameters()).dtype))["score"].float().cpu().numpy()
 
 
 def save_portable(model, preprocess: dict, cfg: CLIPC8Config, folder: Path) -> None:
@@ -110,25 +125,43 @@ def save_portable(model, preprocess: dict, cfg: CLIPC8Config, folder: Path) -> N
     (folder / "model_config.json").write_text(json.dumps(meta, indent=2))
 
 
-def train(cfg: CLIPC8Config):
+def train(cfg: CLIPC8Config, callbacks: list | None = None):
     """Launch CLIPC8 training as a Ray Train ``TorchTrainer`` on the train split of ``cfg.cache``."""
     import ray.train
-    from ray.data.expressions import col
     from ray.train.torch import TorchTrainer
 
-    from fas.data.cache import read_cache
-    from fas.ray_utils import init_ray
+    from fas.ray_utils import init_ray, storage_uri
+    from fas.train.data import training_rows
+    from fas.train.validation import validation_rows
 
     init_ray(cfg.address)
-    dataset = read_cache(cfg.cache, columns=["image", "attack", "split"]).filter(
-        expr=col("split") == "train").random_shuffle(seed=cfg.seed)
+    dataset = training_rows(cfg.cache, ["image", "attack"], cfg.protocol, cfg.fold).random_shuffle(seed=cfg.seed)
+    datasets = {"train": dataset}
+    if cfg.validate:  # unsplit; rank 0 scores it
+        datasets["val"] = validation_rows(cfg.cache, ["image", "label"], cfg.protocol, cfg.fold)
     trainer = TorchTrainer(
-        train_loop_per_worker, train_loop_config=dataclasses.asdict(cfg), datasets={"train": dataset},
+        train_loop_per_worker, train_loop_config=dataclasses.asdict(cfg), datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cfg.cpus_per_worker}),
-        run_config=ray.train.RunConfig(name=cfg.name, storage_path=str(Path(cfg.storage_path).resolve())
-                                       if "://" not in cfg.storage_path else cfg.storage_path,
+        run_config=ray.train.RunConfig(name=cfg.name, storage_path=storage_uri(cfg.storage_path),
                                        failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
-                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+                                       callbacks=callbacks or []),
     )
     return trainer.fit()
+
+
+def export_zero_shot(cfg: CLIPC8Config, folder: str | Path) -> Path:
+    """The pretrained model with the configured class texts, untrained, as a portable checkpoint: what the paper's
+    zero-shot rows evaluate. The evaluation harness then scores it like any fine-tuned checkpoint."""
+    from fas.models.clipc8 import create_clipc8
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model, pre = create_clipc8(cfg.model, cfg.pretrained, cfg.prompts)
+    save_portable(model, pre, cfg, folder)
+    meta = json.loads((folder / "model_config.json").read_text())
+    meta.update(zero_shot=True, pretrained=cfg.pretrained)
+    (folder / "model_config.json").write_text(json.dumps(meta, indent=2))
+    return folder

@@ -20,3 +20,16 @@ def clipc8_augment(x: torch.Tensor) -> torch.Tensor:
     """CLIPC8's only augmentations: random horizontal flip and random erasing (no crop, no colour jitter)."""
     aug = v2.Compose([v2.RandomHorizontalFlip(), v2.RandomErasing(p=0.5)])
     return torch.stack([aug(img) for img in x])
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def flip_and_random_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
+    """PDLE training augmentation: random horizontal flip and a random ``crop`` x ``crop`` window."""
+    aug = v2.Compose([v2.RandomHorizontalFlip(), v2.RandomCrop(crop)])
+    return torch.stack([aug(img) for img in x])
+
+
+def center_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
+    return v2.functional.center_crop(x, [crop, crop])

@@ -1,0 +1,36 @@
+"""Application builder for ``serve run`` / ``serve deploy``: ``import_path: fas.serve.app:build_app``.
+
+The model list is config: one ``ModelServer`` deployment (named ``Model_<name>``) is bound per entry, so a new
+method is served by adding an entry, not code. Model folders are resolved and checked here, at build time, so a
+missing checkpoint is a startup error that names the folder and says what to run.
+"""
+
+from __future__ import annotations
+
+from ray.serve import Application
+
+from fas.serve.config import ModelCard, ModelEntry, ServeAppConfig, load_model_card, parse_app_config
+from fas.serve.deployments import Combiner, FaceStage, ModelServer
+from fas.serve.ingress import LivenessIngress
+
+
+def bind_model(entry: ModelEntry, card: ModelCard):
+    """``Model_<name>`` with the entry's Serve options; by default room for two batches in flight."""
+    options = {"max_ongoing_requests": max(16, 2 * entry.max_batch_size), **entry.deployment}
+    return ModelServer.options(name=f"Model_{entry.name}", **options).bind(
+        card, entry.max_batch_size, entry.batch_wait_timeout_s)
+
+
+def build(cfg: ServeAppConfig) -> Application:
+    """Bind face stage, one deployment per model, combiner and ingress into one application."""
+    cards = [load_model_card(m) for m in cfg.models]
+    kinds = sorted({m.input for m in cfg.models})
+    face = FaceStage.options(**cfg.face.deployment).bind(cfg.face, kinds)
+    models = {m.name: bind_model(m, c) for m, c in zip(cfg.models, cards)}
+    combiner = Combiner.options(**cfg.fusion.deployment).bind(cfg.fusion, cards)
+    return LivenessIngress.options(**cfg.ingress_deployment).bind(face, models, combiner, cfg, cards)
+
+
+def build_app(args: dict) -> Application:
+    """Serve's application builder: ``args`` is the application's ``args`` block of the Serve config file."""
+    return build(parse_app_config(args))

@@ -1,0 +1,176 @@
+"""Serving configuration: the builder's arguments as dataclasses, and the model cards read from checkpoint folders.
+
+The Serve config file (``serve/config.yaml``) passes ``args`` to ``fas.serve.app:build_app``; they fill
+``ServeAppConfig``. Everything about a model that training and evaluation already decided (method, categories,
+decision threshold) is read from its folder, never repeated in the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+from pathlib import Path
+
+from fas.config import ConfigError, from_dict
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+INPUT_KINDS = ("face", "frame")  # face: the detected face crop; frame: the whole frame (CLIPC8 keeps background)
+FUSION_RULES = ("mean", "weighted_mean")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclasses.dataclass
+class ModelEntry:
+    """One model deployment: where its checkpoint folder is and how it is served."""
+
+    name: str = ""
+    path: str = ""  # portable checkpoint folder (model.pt, model_config.json, metrics.json)
+    input: str = "face"  # face | frame: which crop of the face stage this model scores
+    weight: float = 1.0  # used by the weighted_mean fusion rule
+    threshold: float | None = None  # None: metrics.json's threshold (the evaluated operating point)
+    max_batch_size: int = 8
+    batch_wait_timeout_s: float = 0.01
+    deployment: dict = dataclasses.field(default_factory=dict)  # Serve options: num_replicas, autoscaling, ...
+
+
+@dataclasses.dataclass
+class FaceConfig:
+    """The face stage: same detector and crop code as the data plane (``fas.data.faces``)."""
+
+    detector: str = "haar"  # none | haar | yunet
+    detector_weights: str | None = None
+    margin: float = 0.2
+    size: int = 128  # crop side; match the --size the training cache was prepared with
+    no_face: str = "whole_frame"  # whole_frame: decide on the whole frame | reject: 422
+    multiple_faces: str = "largest"  # largest: score the largest face | reject: 422
+    deployment: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class FusionConfig:
+    """How per-model scores become one decision."""
+
+    rule: str = "mean"  # mean | weighted_mean (ModelEntry.weight)
+    threshold: float | None = None  # None: the same rule applied to the models' thresholds
+    deployment: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class LimitsConfig:
+    """What the ingress accepts before anything heavy runs."""
+
+    max_bytes: int = 10 * 1024 * 1024  # encoded image size
+    max_pixels: int = 25_000_000  # width x height from the header (decompression bombs)
+    min_side: int = 32
+    formats: list[str] = dataclasses.field(default_factory=lambda: ["JPEG", "PNG"])  # PIL format names
+
+
+@dataclasses.dataclass
+class ServeAppConfig:
+    """``build_app`` arguments (the ``args`` block of an application in serve/config.yaml)."""
+
+    models: list[ModelEntry] = dataclasses.field(default_factory=list)
+    face: FaceConfig = dataclasses.field(default_factory=FaceConfig)
+    fusion: FusionConfig = dataclasses.field(default_factory=FusionConfig)
+    limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
+    ingress_deployment: dict = dataclasses.field(default_factory=dict)
+    retries: int = 1  # re-sends of a call to a stage whose replica died mid-call (every stage is idempotent)
+
+    def __post_init__(self):
+        check_app_config(self)
+
+
+def _choice(value: str, allowed: tuple[str, ...], where: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{where}: {value!r} is not one of {list(allowed)}")
+
+
+def check_app_config(cfg: ServeAppConfig) -> None:
+    """Reject configs that would fail later, or silently do something else, with the field to fix."""
+    if not cfg.models:
+        raise ConfigError("models: at least one model is needed (name + path of a checkpoint folder)")
+    names = [m.name for m in cfg.models]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"models: names must be unique, got {names}")
+    for m in cfg.models:
+        if not NAME_PATTERN.match(m.name):
+            raise ConfigError(f"models: name {m.name!r} must match {NAME_PATTERN.pattern} (it names a deployment)")
+        _choice(m.input, INPUT_KINDS, f"models.{m.name}.input")
+        if m.max_batch_size < 1 or m.deployment.get("max_ongoing_requests", m.max_batch_size) < m.max_batch_size:
+            raise ConfigError(f"models.{m.name}: need 1 <= max_batch_size <= deployment.max_ongoing_requests")
+        if m.deployment.get("ray_actor_options", {}).get("num_gpus"):  # a GPU held but never used
+            raise ConfigError(f"models.{m.name}: num_gpus is set, but fas.predict.load_predictor has no device "
+                              f"argument yet, so the model would run on CPU; remove num_gpus (use num_cpus)")
+    _choice(cfg.fusion.rule, FUSION_RULES, "fusion.rule")
+    _choice(cfg.face.no_face, ("whole_frame", "reject"), "face.no_face")
+    _choice(cfg.face.multiple_faces, ("largest", "reject"), "face.multiple_faces")
+    if cfg.face.detector == "none" and "reject" in (cfg.face.no_face, cfg.face.multiple_faces):
+        raise ConfigError("face: detector 'none' finds no face, so the reject policies would refuse every request")
+    if cfg.fusion.rule == "weighted_mean" and sum(m.weight for m in cfg.models) <= 0:
+        raise ConfigError("models: weighted_mean needs weights with a positive sum")
+
+
+def parse_app_config(args: dict | None) -> ServeAppConfig:
+    return from_dict(ServeAppConfig, args or {}, "build_app args")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCard:
+    """What serving knows about one model, resolved once at startup from its checkpoint folder."""
+
+    name: str
+    path: str  # absolute
+    method: str
+    version: str  # <method>-<sha256 prefix of model.pt>: changes whenever the weights change
+    threshold: float
+    threshold_rule: str
+    input: str
+    weight: float
+    categories: tuple[str, ...] | None
+
+
+def model_version(folder: Path, method: str) -> str:
+    digest = hashlib.sha256()
+    with open(folder / "model.pt", "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"{method}-{digest.hexdigest()[:12]}"
+
+
+def read_threshold(folder: Path, entry: ModelEntry) -> tuple[float, str]:
+    """The decision threshold the evaluation chose (or the config's override) and the rule that chose it."""
+    if entry.threshold is not None:
+        return float(entry.threshold), "config"
+    metrics_file = folder / METRICS_FILE
+    if not metrics_file.is_file():
+        raise ConfigError(f"model {entry.name!r}: {metrics_file} is missing; evaluate the checkpoint "
+                          f"(jobs/evaluate.py writes it) or set models[].threshold in the serve config")
+    metrics = json.loads(metrics_file.read_text())
+    if not isinstance(metrics.get("threshold"), (int, float)):
+        raise ConfigError(f"model {entry.name!r}: {metrics_file} has no numeric 'threshold'")
+    rule = str(metrics.get("threshold_rule", "unknown"))
+    if rule == "test_eer":
+        log.warning("model %s: its threshold was chosen on the test set (test_eer)", entry.name)
+    return float(metrics["threshold"]), rule
+
+
+def load_model_card(entry: ModelEntry) -> ModelCard:
+    """Check the folder and read method, categories, threshold and version; errors say what to run."""
+    from fas.predict import read_checkpoint_meta
+
+    folder = Path(entry.path).expanduser().resolve()
+    if not folder.is_dir():
+        raise ConfigError(f"model {entry.name!r}: checkpoint folder {entry.path} ({folder}) does not exist; run "
+                          f"`fas quickstart` to train the default models, or point models[].path in the serve "
+                          f"config at a checkpoint folder (model.pt + model_config.json + metrics.json)")
+    meta = read_checkpoint_meta(folder)
+    threshold, rule = read_threshold(folder, entry)
+    categories = meta.get("categories")
+    return ModelCard(name=entry.name, path=str(folder), method=meta["method"],
+                     version=model_version(folder, meta["method"]), threshold=threshold, threshold_rule=rule,
+                     input=entry.input, weight=entry.weight, categories=tuple(categories) if categories else None)

@@ -1,0 +1,180 @@
+"""Hyperparameter sweeps: a Ray Tune ``Tuner`` whose trials each run one method's ``TorchTrainer``.
+
+A search space is a YAML file (``tune_spaces/*.yaml``)::
+
+    method: pdle                  # pdle | clipc8
+    base_config: pdle_tiny.yaml   # the method's config every trial starts from
+    metric: val_auc               # reported by the training loop on the source-side validation rows
+    mode: max
+    params:                       # config fields -> one of grid / choice / uniform / loguniform / randint
+      k: {grid: [2, 3, 4]}
+
+Trials report ``val_auc`` / ``val_hter`` every epoch (``fas.train.validation``): the protocol's threshold rows,
+never its test domain. ``asha: true`` stops weak trials early. A sweep whose folder exists is resumed with
+``Tuner.restore``: finished trials are kept, unfinished ones continue from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+METHODS = {"pdle": ("fas.train.pdle", "PDLEConfig"), "clipc8": ("fas.train.clipc8", "CLIPC8Config")}
+SAMPLERS = ("grid", "choice", "uniform", "loguniform", "randint")
+
+
+@dataclasses.dataclass
+class SweepConfig:
+    space: str = "tune_spaces/pdle_k.yaml"
+    name: str | None = None  # default: the space file's stem
+    storage_path: str = "runs/sweeps"
+    cache: str | None = None  # overrides the base config's cache
+    protocol: str | None = None  # overrides the base config's protocol
+    epochs: int | None = None
+    num_samples: int = 1  # repeats of the grid (or samples of the random parameters)
+    asha: bool = False
+    grace_period: int = 1
+    max_concurrent_trials: int = 1
+    trial_workers: int | None = None  # Ray Train workers per trial (default: the base config's)
+    trial_cpus_per_worker: float | None = None  # default: the base config's
+    address: str | None = None
+
+
+def read_space(path: str | Path) -> dict:
+    space = yaml.safe_load(Path(path).read_text())
+    if not isinstance(space, dict) or space.get("method") not in METHODS:
+        raise ValueError(f"{path}: 'method' must be one of {sorted(METHODS)}")
+    for key in ("base_config", "metric", "mode", "params"):
+        if key not in space:
+            raise ValueError(f"{path}: missing '{key}'")
+    if space["mode"] not in ("min", "max"):
+        raise ValueError(f"{path}: mode must be min or max")
+    for name, spec in space["params"].items():
+        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in SAMPLERS:
+            raise ValueError(f"{path}: params.{name} must be one of {{{', '.join(SAMPLERS)}: ...}}")
+    return space
+
+
+def param_space(params: dict) -> dict:
+    from ray import tune
+
+    out = {}
+    for name, spec in params.items():
+        (kind, value), = spec.items()
+        out[name] = {"grid": tune.grid_search, "choice": tune.choice}[kind](list(value)) if kind in ("grid", "choice") \
+            else getattr(tune, kind)(*value)
+    return out
+
+
+def method_config(method: str):
+    import importlib
+
+    module, cls = METHODS[method]
+    return importlib.import_module(module), getattr(importlib.import_module(module), cls)
+
+
+def make_trial(space: dict, cfg: SweepConfig, trial_storage: str):
+    """The per-trial driver: the method's config plus the trial's parameters, trained as one TorchTrainer."""
+    method, base = space["method"], space["base_config"]
+    overrides = {k: v for k, v in {"cache": cfg.cache, "protocol": cfg.protocol, "epochs": cfg.epochs,
+                                   "num_workers": cfg.trial_workers,
+                                   "cpus_per_worker": cfg.trial_cpus_per_worker}.items() if v is not None}
+
+    def run_trial(params: dict) -> None:
+        import ray.tune
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        from fas.config import load_config
+
+        module, config_cls = method_config(method)
+        trial_cfg = load_config(config_cls, base, {**overrides, **params})
+        trial_cfg = dataclasses.replace(trial_cfg, name=ray.tune.get_context().get_trial_id(),
+                                        storage_path=trial_storage, validate=True, max_failures=0)
+        module.train(trial_cfg, callbacks=[TuneReportCallback()])
+
+    return run_trial
+
+
+def run_sweep(cfg: SweepConfig):
+    """Run (or resume) the sweep; write its results table and plot. Returns the ``ResultGrid``."""
+    from ray import tune
+
+    from fas.ray_utils import init_ray, storage_uri
+
+    space = read_space(cfg.space)
+    name = cfg.name or Path(cfg.space).stem
+    storage = storage_uri(cfg.storage_path)
+    init_ray(cfg.address)
+    # the trial driver only waits on its TorchTrainer, so it holds almost no CPU; leave whole CPUs for the data
+    # stages (a read or shuffle task takes one) when sizing trial_cpus_per_worker
+    trainable = tune.with_resources(make_trial(space, cfg, f"{storage}/{name}_trials"), {"CPU": 0.01})
+    experiment = f"{storage}/{name}"
+    if tune.Tuner.can_restore(experiment):
+        print(f"resuming sweep {experiment} (finished trials are kept)")
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
+    else:
+        scheduler = None
+        if cfg.asha:
+            from ray.tune.schedulers import ASHAScheduler
+
+            scheduler = ASHAScheduler(time_attr="training_iteration", grace_period=cfg.grace_period)
+        tuner = tune.Tuner(
+            trainable, param_space=param_space(space["params"]),
+            tune_config=tune.TuneConfig(metric=space["metric"], mode=space["mode"], num_samples=cfg.num_samples,
+                                        scheduler=scheduler, max_concurrent_trials=cfg.max_concurrent_trials),
+            run_config=tune.RunConfig(name=name, storage_path=storage))
+    results = tuner.fit()
+    write_sweep_report(results, space, Path(cfg.storage_path) / name if "://" not in storage else Path(name))
+    return results
+
+
+def results_table(results, space: dict):
+    """One row per trial: its parameters, its best epoch's metric and the last epoch's validation numbers."""
+    import pandas as pd
+
+    rows = []
+    for result in results:
+        if result.metrics is None:
+            continue
+        history = result.metrics_dataframe
+        best = history[space["metric"]].max() if space["mode"] == "max" else history[space["metric"]].min()
+        row = {name: result.config.get(name) for name in space["params"]}
+        row.update({f"best_{space['metric']}": best, "epochs": int(result.metrics.get("epoch", -1)) + 1,
+                    **{k: result.metrics.get(k) for k in ("val_auc", "val_hter", "loss")},
+                    "status": "error" if result.error else "done"})
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(list(space["params"])).reset_index(drop=True)
+
+
+def write_sweep_report(results, space: dict, folder: Path) -> dict[str, Path]:
+    """``results.csv``, ``results.md`` and ``<metric>_vs_<param>.png`` (like the paper's K ablation figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    table = results_table(results, space)
+    paths = {"csv": folder / "results.csv", "md": folder / "results.md"}
+    table.to_csv(paths["csv"], index=False)
+    header = list(table.columns)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |"
+              for row in table.itertuples(index=False)]
+    paths["md"].write_text(f"# Sweep: {space['method']} ({space['metric']}, {space['mode']})\n\n"
+                           + "\n".join(lines) + "\n")
+    param, metric = next(iter(space["params"])), f"best_{space['metric']}"
+    mean = table.groupby(param)[metric].mean()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(mean.index, mean.values, marker="o")
+    ax.set_xlabel(param)
+    ax.set_ylabel(f"{space['metric']} (source validation)")
+    ax.set_title(f"{space['method']}: {space['metric']} vs {param}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    paths["plot"] = folder / f"{space['metric']}_vs_{param}.png"
+    fig.savefig(paths["plot"], dpi=120)
+    plt.close(fig)
+    return paths

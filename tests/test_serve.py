@@ -1,0 +1,346 @@
+"""The liveness endpoint over real HTTP on 127.0.0.1: the graph, every bad input, the policies, the load job.
+
+One Serve instance per module with two applications built from tiny model folders made here: ``/`` (every
+model the fixture builds, weighted fusion, answering policies, small limits) and ``/strict`` (one model, the
+reject policies).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from fas.data.faces import encode_image
+
+METRICS = {"threshold": 0.5, "threshold_rule": "dev_eer"}
+LIMITS = {"max_bytes": 300_000, "max_pixels": 1_500_000, "min_side": 32}
+TINY_CPU = {"ray_actor_options": {"num_cpus": 0.05}}
+
+
+def build_clipc8_folder(folder: Path, seed: int) -> None:
+    import torch
+
+    from fas.models.clipc8 import create_clipc8
+    from fas.train.clipc8 import CLIPC8Config, save_portable
+
+    torch.manual_seed(seed)
+    model, pre = create_clipc8("clipc8-tiny", None)
+    save_portable(model, pre, CLIPC8Config(model="clipc8-tiny", pretrained=None), folder)
+
+
+def build_pdle_folder(folder: Path, seed: int) -> None:
+    import torch
+
+    from fas.models.pdle import create_pdle
+    from fas.train.pdle import PDLEConfig, save_portable
+
+    torch.manual_seed(seed)
+    cfg = PDLEConfig(model="pdle-tiny", pretrained=None, image_size=64, crop_size=56)
+    save_portable(create_pdle(cfg.model, None, cfg.num_levels), cfg, folder)
+
+
+# name -> (builder, input kind, fusion weight): every entry is served; a new method is one more line
+MODEL_FOLDERS = {
+    "clipc8_frame": (build_clipc8_folder, "frame", 1.0),
+    "clipc8_face": (build_clipc8_folder, "face", 3.0),
+    "pdle": (build_pdle_folder, "face", 1.0),
+}
+
+
+@pytest.fixture(scope="module")
+def model_folders(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    folders = {}
+    for seed, (name, (build, _, _)) in enumerate(MODEL_FOLDERS.items()):
+        folders[name] = root / name
+        folders[name].mkdir()
+        build(folders[name], seed)
+        (folders[name] / "metrics.json").write_text(json.dumps(METRICS))
+    return folders
+
+
+def app_args(folders: dict[str, Path], **overrides) -> dict:
+    models = [{"name": n, "path": str(p), "input": MODEL_FOLDERS[n][1], "weight": MODEL_FOLDERS[n][2],
+               "max_batch_size": 4, "batch_wait_timeout_s": 0.02, "deployment": TINY_CPU} for n, p in folders.items()]
+    args = {"models": models, "face": {"detector": "haar", "size": 128, "deployment": TINY_CPU},
+            "fusion": {"rule": "weighted_mean", "deployment": TINY_CPU}, "limits": LIMITS,
+            "ingress_deployment": TINY_CPU}
+    args.update(overrides)
+    return args
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(ray_local, model_folders):
+    """Serve on a free loopback port with the main and the strict application; yields the base URL."""
+    from ray import serve
+
+    from fas.serve.app import build_app
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    strict_face = {"detector": "haar", "no_face": "reject", "multiple_faces": "reject", "deployment": TINY_CPU}
+    first = dict(list(model_folders.items())[:1])
+    serve.run(build_app(app_args(model_folders)), name="liveness", route_prefix="/")
+    serve.run(build_app(app_args(first, face=strict_face)), name="strict", route_prefix="/strict")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+# ---------------------------------------------------------------- images
+def png_header(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height``: a decompression bomb as seen before decoding."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def pil_bytes(rgb: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def jpeg(astronaut_rgb) -> bytes:
+    return encode_image(astronaut_rgb, "jpg")
+
+
+def post_file(url: str, data: bytes, field: str = "image", name: str = "capture.jpg") -> requests.Response:
+    return requests.post(f"{url}/v1/liveness", files={field: (name, data, "image/jpeg")}, timeout=60)
+
+
+def post_json(url: str, payload) -> requests.Response:
+    body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
+    return requests.post(f"{url}/v1/liveness", data=body, headers={"Content-Type": "application/json"}, timeout=60)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+# ---------------------------------------------------------------- happy path
+def check_answer(body: dict, folders: dict) -> None:
+    """The documented contract: per-model results, decision rule, fusion, versions."""
+    assert set(body["models"]) == set(folders) == set(body["model_versions"])
+    for name, result in body["models"].items():
+        assert 0.0 <= result["score"] <= 1.0
+        assert result["live"] == (result["score"] >= result["threshold"])
+        assert result["input"] == MODEL_FOLDERS[name][1]
+        assert body["model_versions"][name] == result["version"]
+        if result["probs"] is not None:  # models with classes (CLIPC8) name them; the others answer null
+            assert sum(result["probs"].values()) == pytest.approx(1.0, abs=1e-4)
+            assert len(result["probs"]) == 8 and result["category"] == max(result["probs"], key=result["probs"].get)
+    weights = {n: MODEL_FOLDERS[n][2] for n in folders}
+    expected = sum(weights[n] * r["score"] for n, r in body["models"].items()) / sum(weights.values())
+    assert body["score"] == pytest.approx(expected, abs=1e-6)
+    assert body["threshold"] == pytest.approx(0.5) and body["fusion"] == "weighted_mean"
+    assert body["live"] == (body["score"] >= body["threshold"])
+    assert body["latency_ms"] > 0
+
+
+def test_liveness_multipart_astronaut(served, model_folders, jpeg):
+    response = post_file(served, jpeg)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    check_answer(body, model_folders)
+    assert body["face"]["detected"] and body["face"]["num_faces"] == 1 and body["face"]["used"] == "face"
+    x0, y0, x1, y1 = body["face"]["box"]
+    assert 0 <= x0 < x1 <= 512 and 0 <= y0 < y1 <= 512
+    assert body["image"] == {"format": "JPEG", "width": 512, "height": 512}
+
+
+def test_liveness_json_matches_multipart(served, model_folders, jpeg):
+    by_file = post_file(served, jpeg).json()
+    by_json = post_json(served, {"image": b64(jpeg)})
+    assert by_json.status_code == 200, by_json.text
+    check_answer(by_json.json(), model_folders)
+    assert by_json.json()["score"] == pytest.approx(by_file["score"], abs=1e-5)
+    data_url = post_json(served, {"image": "data:image/jpeg;base64," + base64.encodebytes(jpeg).decode()})
+    assert data_url.status_code == 200 and data_url.json()["score"] == pytest.approx(by_file["score"], abs=1e-5)
+
+
+def test_png_accepted(served, astronaut_rgb):
+    response = post_file(served, pil_bytes(astronaut_rgb[:256, 96:352], "PNG"), name="capture.png")
+    assert response.status_code == 200, response.text
+    assert response.json()["image"]["format"] == "PNG" and response.json()["face"]["detected"]
+
+
+# ---------------------------------------------------------------- bad input: a 4xx with a JSON reason, never a 500
+def noise(side: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+
+
+def _bad_cases(jpeg: bytes, rgb: np.ndarray) -> dict:
+    """id -> (request sender, expected status, expected error code)."""
+    png = encode_image(rgb, "png")
+    return {
+        "empty_file": (lambda u: post_file(u, b""), 400, "empty_image"),
+        "empty_json_body": (lambda u: post_json(u, b""), 400, "empty_body"),
+        "empty_multipart_body": (lambda u: requests.post(f"{u}/v1/liveness", data=b"", timeout=60, headers={
+            "Content-Type": "multipart/form-data; boundary=x"}), 400, "empty_body"),
+        "not_an_image": (lambda u: post_file(u, b"this is a text file, not an image " * 20), 400, "not_an_image"),
+        "truncated_jpeg": (lambda u: post_file(u, jpeg[: len(jpeg) // 2]), 400, "corrupt_image"),
+        "truncated_jpeg_tail": (lambda u: post_file(u, jpeg[:-64]), 400, "corrupt_image"),
+        "truncated_png": (lambda u: post_file(u, png[: len(png) // 3]), 400, "corrupt_image"),
+        "gif": (lambda u: post_file(u, pil_bytes(rgb, "GIF")), 415, "unsupported_format"),
+        "tiff": (lambda u: post_file(u, pil_bytes(rgb[:128, :128], "TIFF")), 415, "unsupported_format"),
+        "bmp": (lambda u: post_file(u, pil_bytes(rgb[:64, :64], "BMP")), 415, "unsupported_format"),
+        "too_many_bytes": (lambda u: post_file(u, pil_bytes(noise(330), "PNG")), 413, "too_large"),
+        "body_over_cap": (lambda u: post_json(u, {"image": "A" * 600_000}), 413, "too_large"),
+        "too_many_pixels": (lambda u: post_file(u, encode_image(np.zeros((1300, 1300, 3), np.uint8))), 413,
+                            "too_many_pixels"),
+        "bomb_header": (lambda u: post_file(u, png_header(2000, 2000)), 413, "too_many_pixels"),
+        "bomb_beyond_pil_limit": (lambda u: post_file(u, png_header(100_000, 100_000)), 413, "too_many_pixels"),
+        "too_small": (lambda u: post_file(u, encode_image(rgb[:16, :16])), 422, "too_small"),
+        "text_plain": (lambda u: requests.post(f"{u}/v1/liveness", data=jpeg, timeout=60,
+                                               headers={"Content-Type": "text/plain"}), 415, "unsupported_media_type"),
+        "raw_jpeg_body": (lambda u: requests.post(f"{u}/v1/liveness", data=jpeg, timeout=60,
+                                                  headers={"Content-Type": "image/jpeg"}), 415,
+                          "unsupported_media_type"),
+        "no_content_type": (lambda u: requests.post(f"{u}/v1/liveness", data=jpeg, timeout=60), 415,
+                            "unsupported_media_type"),
+        "malformed_json": (lambda u: post_json(u, '{"image": "abc'), 400, "malformed_json"),
+        "json_not_object": (lambda u: post_json(u, [1, 2]), 400, "missing_image"),
+        "json_missing_image": (lambda u: post_json(u, {"picture": b64(jpeg)}), 400, "missing_image"),
+        "bad_base64": (lambda u: post_json(u, {"image": "not*base64!"}), 400, "bad_base64"),
+        "base64_of_text": (lambda u: post_json(u, {"image": b64(b"hello there, no pixels here")}), 400,
+                           "not_an_image"),
+        "multipart_wrong_field": (lambda u: post_file(u, jpeg, field="photo"), 400, "missing_image"),
+        "multipart_text_field": (lambda u: requests.post(f"{u}/v1/liveness", files={"image": (None, "abc")},
+                                                         timeout=60), 400, "missing_image"),
+        "multipart_no_boundary": (lambda u: requests.post(f"{u}/v1/liveness", data=b"--x\r\ngarbage", timeout=60,
+                                                          headers={"Content-Type": "multipart/form-data"}),
+                                  400, "malformed_multipart"),
+        "multipart_garbage": (lambda u: requests.post(f"{u}/v1/liveness", data=b"--x\r\ngarbage", timeout=60,
+                                                      headers={"Content-Type": "multipart/form-data; boundary=x"}),
+                              400, "missing_image"),
+    }
+
+
+BAD_CASES = list(_bad_cases(b"", np.zeros((1, 1, 3), np.uint8)))
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_is_a_4xx_with_reason(served, jpeg, astronaut_rgb, case):
+    send, status, code = _bad_cases(jpeg, astronaut_rgb)[case]
+    response = send(served)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["error"] == code and response.json()["detail"]
+
+
+def test_still_answers_after_bad_inputs(served, jpeg, astronaut_rgb):
+    for send, _, _ in _bad_cases(jpeg, astronaut_rgb).values():
+        assert send(served).status_code < 500
+    assert post_file(served, jpeg).status_code == 200
+
+
+# ---------------------------------------------------------------- face policies
+def blank_jpeg() -> bytes:
+    return encode_image(np.tile(np.linspace(0, 255, 256, dtype=np.uint8)[None, :, None], (256, 1, 3)))
+
+
+def two_faces(rgb: np.ndarray) -> bytes:
+    return encode_image(np.concatenate([rgb, rgb[:, ::-1]], axis=1))
+
+
+def test_no_face_is_decided_on_the_whole_frame(served, model_folders):
+    response = post_file(served, blank_jpeg())
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["face"] == {"detected": False, "box": None, "num_faces": 0, "used": "whole_frame"}
+    check_answer(body, model_folders)
+
+
+def test_several_faces_score_the_largest(served, model_folders, astronaut_rgb):
+    from fas.data.faces import decode_image, make_detector
+
+    image = two_faces(astronaut_rgb)
+    response = post_file(served, image)
+    assert response.status_code == 200, response.text
+    face = response.json()["face"]
+    boxes = make_detector("haar").detect(decode_image(image))  # what the face stage sees
+    assert face["detected"] and face["num_faces"] == len(boxes) >= 2 and face["box"] == list(boxes[0])
+
+
+def test_reject_policies(served, jpeg, astronaut_rgb):
+    strict = f"{served}/strict"
+    assert post_file(strict, jpeg).status_code == 200
+    no_face = post_file(strict, blank_jpeg())
+    assert no_face.status_code == 422 and no_face.json()["error"] == "no_face"
+    several = post_file(strict, two_faces(astronaut_rgb))
+    assert several.status_code == 422 and several.json()["error"] == "multiple_faces"
+
+
+# ---------------------------------------------------------------- batching, health, listing, docs
+def test_concurrent_requests_are_batched(served, jpeg):
+    with ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(lambda _: post_file(served, jpeg), range(24)))
+    assert [r.status_code for r in responses] == [200] * 24
+    sizes = [m["batch_size"] for r in responses for m in r.json()["models"].values()]
+    assert max(sizes) > 1 and max(sizes) <= 4  # the configured max_batch_size
+    scores = [r.json()["score"] for r in responses]
+    assert max(scores) - min(scores) < 1e-5  # neither batching nor concurrency changes the answer
+
+
+def test_healthz(served):
+    response = requests.get(f"{served}/healthz", timeout=30)
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok" and all(response.json()["deployments"].values())
+
+
+def test_models_listing(served, model_folders, jpeg):
+    listing = requests.get(f"{served}/v1/models", timeout=30).json()
+    versions = post_file(served, jpeg).json()["model_versions"]
+    assert [m["name"] for m in listing["models"]] == list(model_folders)
+    for card in listing["models"]:
+        assert card["version"] == versions[card["name"]] and card["version"].startswith(card["method"] + "-")
+        assert card["threshold"] == 0.5 and card["threshold_rule"] == "dev_eer"
+    assert listing["fusion"] == {"rule": "weighted_mean", "threshold": 0.5}
+    assert listing["face"]["no_face"] == "whole_frame" and listing["limits"]["formats"] == ["JPEG", "PNG"]
+
+
+def test_openapi_and_docs(served):
+    spec = requests.get(f"{served}/openapi.json", timeout=30).json()
+    body = spec["paths"]["/v1/liveness"]["post"]["requestBody"]["content"]
+    assert set(body) == {"multipart/form-data", "application/json"}
+    assert {"/healthz", "/v1/models"} <= set(spec["paths"])
+    docs = requests.get(f"{served}/docs", timeout=30)
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+# ---------------------------------------------------------------- load job, replica kill
+@pytest.mark.slow
+def test_load_job_survives_a_replica_kill(served, model_folders):
+    from fas.serve.load import LoadConfig, run_load
+
+    name = next(iter(model_folders))
+    port = int(served.rsplit(":", 1)[1])
+    cfg = LoadConfig(requests=30, concurrency=4, max_seconds=120, kill=name, kill_at=0.3, port=port,
+                     app_name="load", route_prefix="/load", recovery_timeout_s=120)
+    report = run_load(cfg, app_args(model_folders))
+    assert report["serve"]["ok"] == 30 and report["serve"]["failed"] == 0
+    assert report["in_process"]["ok"] == 30 and report["serve_vs_in_process"]["throughput_ratio"] > 0
+    kill = report["kill"]
+    assert kill["killed_replica"].startswith(f"SERVE_REPLICA::load#Model_{name}#")
+    assert kill["answers_after_kill"] and kill["replaced_after_s"] is not None
+    assert kill["load"]["sent"] == 30

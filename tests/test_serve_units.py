@@ -1,0 +1,109 @@
+"""Serving pieces without Ray: config checks and startup errors, fusion, input validation, output presentation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fas.config import ConfigError
+from fas.data.faces import encode_image
+from fas.serve.config import FusionConfig, LimitsConfig, ModelCard, ModelEntry, load_model_card, parse_app_config
+from fas.serve.pipeline import fuse, fused_threshold, present
+from fas.serve.validation import BadInput, check_image, image_from_json
+
+
+def card(name: str, threshold: float, weight: float = 1.0) -> ModelCard:
+    return ModelCard(name, "/x", "m", "m-0", threshold, "dev_eer", "face", weight, None)
+
+
+def test_missing_model_folder_names_it_and_says_what_to_run(tmp_path):
+    with pytest.raises(ConfigError, match=r"runs/quickstart/models/pdle.*fas quickstart"):
+        load_model_card(ModelEntry(name="pdle", path="runs/quickstart/models/pdle"))
+
+
+def test_missing_metrics_needs_a_threshold(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    (tmp_path / "model_config.json").write_text(json.dumps({"method": "clipc8", "categories": ["real", "print"]}))
+    with pytest.raises(ConfigError, match="metrics.json is missing"):
+        load_model_card(ModelEntry(name="m", path=str(tmp_path)))
+    got = load_model_card(ModelEntry(name="m", path=str(tmp_path), threshold=0.7))
+    assert (got.threshold, got.threshold_rule, got.categories) == (0.7, "config", ("real", "print"))
+    assert got.version.startswith("clipc8-") and len(got.version) == len("clipc8-") + 12
+    (tmp_path / "metrics.json").write_text(json.dumps({"threshold": 0.3, "threshold_rule": "dev_bpcer:0.05"}))
+    assert load_model_card(ModelEntry(name="m", path=str(tmp_path))).threshold_rule == "dev_bpcer:0.05"
+
+
+@pytest.mark.parametrize("args, message", [
+    ({}, "at least one model"),
+    ({"models": [{"name": "a", "path": "x"}, {"name": "a", "path": "y"}]}, "unique"),
+    ({"models": [{"name": "a b", "path": "x"}]}, "must match"),
+    ({"models": [{"name": "a", "path": "x", "input": "crop"}]}, "input"),
+    ({"models": [{"name": "a", "path": "x", "max_batch_size": 16, "deployment": {"max_ongoing_requests": 8}}]},
+     "max_ongoing_requests"),
+    ({"models": [{"name": "a", "path": "x"}], "fusion": {"rule": "max"}}, "fusion.rule"),
+    ({"models": [{"name": "a", "path": "x", "deployment": {"ray_actor_options": {"num_gpus": 0.5}}}]}, "num_gpus"),
+    ({"models": [{"name": "a", "path": "x"}], "face": {"detector": "none", "no_face": "reject"}}, "detector 'none'"),
+    ({"models": [{"name": "a", "path": "x"}], "limits": {"max_byte": 1}}, "unknown keys"),
+])
+def test_config_errors(args, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_app_config(args)
+
+
+def test_fusion_rules_and_thresholds():
+    cards = {"a": card("a", 0.4, weight=1.0), "b": card("b", 0.7, weight=3.0)}
+    results = {"a": {"score": 0.2}, "b": {"score": 1.0}}
+    mean = fuse(results, cards, FusionConfig(rule="mean"))
+    assert mean["score"] == pytest.approx(0.6) and mean["threshold"] == pytest.approx(0.55) and mean["live"]
+    assert mean["models"]["a"]["live"] is False and mean["models"]["b"]["live"] is True
+    weighted = fuse(results, cards, FusionConfig(rule="weighted_mean"))
+    assert weighted["score"] == pytest.approx(0.8) and weighted["threshold"] == pytest.approx(0.625)
+    fixed = fuse(results, cards, FusionConfig(rule="mean", threshold=0.65))
+    assert fixed["threshold"] == 0.65 and not fixed["live"]
+    assert fused_threshold(list(cards.values()), FusionConfig(rule="weighted_mean")) == pytest.approx(0.625)
+
+
+def test_present_names_classes_and_keeps_extras():
+    out = {"score": np.array([0.9]), "category": np.array([1]), "probs": np.array([[0.25, 0.75]]),
+           "levels": np.array([[0.1, 0.9]])}
+    row = present(out, 0, ("real", "print"))
+    assert row == {"score": 0.9, "category": "print", "probs": {"real": 0.25, "print": 0.75}, "levels": [0.1, 0.9]}
+    assert present({"score": np.array([0.5])}, 0, None) == {"score": 0.5}
+
+
+def test_check_image_orders_cheap_checks_first(astronaut_rgb):
+    limits = LimitsConfig(max_bytes=50, max_pixels=100, min_side=1)
+    with pytest.raises(BadInput) as too_large:  # byte limit first: the header is never parsed
+        check_image(encode_image(astronaut_rgb), limits)
+    assert too_large.value.status == 413 and too_large.value.code == "too_large"
+    info = check_image(encode_image(astronaut_rgb), LimitsConfig())
+    assert (info.format, info.width, info.height) == ("JPEG", 512, 512)
+
+
+def test_json_image_accepts_wrapped_base64_and_data_urls():
+    import base64
+
+    data = bytes(range(200))
+    assert image_from_json(json.dumps({"image": base64.encodebytes(data).decode()}).encode()) == data
+    assert image_from_json(json.dumps({"image": "data:image/png;base64," + base64.b64encode(data).decode()})) == data
+
+
+@pytest.mark.parametrize("name,models", [
+    ("config.yaml", [("clipc8", "runs/quickstart/models/clipc8")]),
+    ("config_fused.yaml", [("clipc8", "runs/quickstart/models/clipc8"), ("pdle", "runs/quickstart/models/pdle")])])
+def test_repo_serve_configs_are_valid(name, models):
+    """serve/*.yaml pass Serve's own schema and our builder's config checks (model folders aside); the default
+    serves what the default quickstart trains."""
+    from pathlib import Path
+
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    doc = yaml.safe_load((Path(__file__).parent.parent / "serve" / name).read_text())
+    ServeDeploySchema.model_validate(doc)
+    (app,) = doc["applications"]
+    cfg = parse_app_config(app["args"])
+    assert app["import_path"] == "fas.serve.app:build_app" and doc["http_options"]["host"] == "127.0.0.1"
+    assert [(m.name, m.path) for m in cfg.models] == models
