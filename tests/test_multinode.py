@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,10 @@ def three_node_cluster():
     port = _free_port()
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": True, "dashboard_host": "127.0.0.1",
-        "dashboard_port": port})
-    workers = [cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1", resources={"worker_node": 1})
-               for _ in range(2)]
+        "dashboard_port": port, "dashboard_agent_listen_port": _free_port()})
+    # each node's dashboard agent on its own port (the default one may be taken by another local Ray instance)
+    workers = [cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1", resources={"worker_node": 1},
+                                dashboard_agent_listen_port=_free_port()) for _ in range(2)]
     cluster.wait_for_nodes()
     yield f"http://127.0.0.1:{port}", [w.node_id for w in workers]
     cluster.shutdown()
@@ -41,11 +43,18 @@ def test_ray_job_submit_trains_on_two_nodes(three_node_cluster, class8_cache, tm
     address, worker_nodes = three_node_cluster
     storage = tmp_path / "shared_storage"  # one folder every node of this machine can read
     env = {**os.environ, "RAY_ADDRESS": address, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    # No --working-dir here: the three nodes of this one machine share one session folder, and each node's agent
+    # unpacks the working dir into it, so the driver can catch a node rewriting it. The code is installed on every
+    # node (as cluster.yaml does), so the job runs the repo's script by path; on a real cluster use --working-dir.
     cmd = [sys.executable, "-m", "ray.scripts.scripts", "job", "submit", "--address", address,
-           "--working-dir", str(REPO), "--", sys.executable, "jobs/train_clipc8.py", "--config", "clipc8_tiny.yaml",
+           "--", sys.executable, str(REPO / "jobs" / "train_clipc8.py"), "--config", "clipc8_tiny.yaml",
            "--cache", str(class8_cache / "cache"), "--storage-path", str(storage), "--name", "multinode",
            "--epochs", "1", "--num-workers", "2", "--cpus-per-worker", "1.5"]  # 1.5 CPUs: one worker per 2-CPU node
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=REPO)
+    for _ in range(12):  # the head's job agent takes a few seconds to come up after the nodes do
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=REPO)
+        if "No available agent" not in proc.stderr:
+            break
+        time.sleep(5)
     assert proc.returncode == 0 and "succeeded" in proc.stdout, (proc.stdout + proc.stderr)[-4000:]
 
     from ray.util.state import list_actors
@@ -56,7 +65,7 @@ def test_ray_job_submit_trains_on_two_nodes(three_node_cluster, class8_cache, tm
 
     from fas.predict import load_predictor
 
-    checkpoints = sorted((storage / "multinode").glob("checkpoint_*"))
+    checkpoints = sorted(p for p in (storage / "multinode").glob("checkpoint_*") if p.is_dir())
     assert checkpoints, list(storage.rglob("*"))[:20]
     state = json.loads((checkpoints[-1] / "train_state.json").read_text())
     assert state["epoch"] == 0 and 0 <= state["val_auc"] <= 1
