@@ -17,31 +17,40 @@ from fas.train.engine import WEIGHTS_FILE
 from fas.train.images import decode_batch
 
 
+def _place(model: torch.nn.Module, device: str) -> tuple[torch.nn.Module, torch.dtype]:
+    """Model on ``device`` for inference: fp16 on a GPU, fp32 on CPU."""
+    dtype = torch.half if device.startswith("cuda") else torch.float
+    return model.to(device=device, dtype=dtype).eval(), dtype
+
+
 class CLIPC8Predictor:
-    def __init__(self, folder: Path, meta: dict):
-        from fas.models.clipc8 import CLIPC8, create_clipc8
+    def __init__(self, folder: Path, meta: dict, device: str = "cpu"):
+        from fas.models.clipc8 import create_clipc8
 
         model, self.preprocess = create_clipc8(meta["model"], None, meta["prompts"])
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
-        self.model: CLIPC8 = model.eval()
+        self.model, self.dtype = _place(model, device)
+        self.device = device
         self.categories = meta["categories"]
 
     def predict(self, images) -> dict[str, np.ndarray]:
         p = self.preprocess
-        out = self.model.predict(decode_batch(images, p["image_size"], p["mean"], p["std"]))
-        return {k: v.numpy() for k, v in out.items()}
+        x = decode_batch(images, p["image_size"], p["mean"], p["std"]).to(self.device, self.dtype)
+        return {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
+                for k, v in self.model.predict(x).items()}
 
 
 class PDLEPredictor:
     """Expected liveness score rho of a PDLE checkpoint, on centre-cropped faces."""
 
-    def __init__(self, folder: Path, meta: dict):
+    def __init__(self, folder: Path, meta: dict, device: str = "cpu"):
         from fas.models.pdle import create_pdle
 
         model = create_pdle(meta["model"], None, meta["num_levels"])
         model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
-        self.model = model.eval()
+        self.model, self.dtype = _place(model, device)
+        self.device = device
         self.preprocess = meta["preprocess"]
 
     def predict(self, images) -> dict[str, np.ndarray]:
@@ -49,7 +58,7 @@ class PDLEPredictor:
 
         p = self.preprocess
         x = center_crop(decode_batch(images, p["image_size"], IMAGENET_MEAN, IMAGENET_STD), p["crop_size"])
-        return {k: v.numpy() for k, v in self.model.predict(x).items()}
+        return {k: v.float().cpu().numpy() for k, v in self.model.predict(x.to(self.device, self.dtype)).items()}
 
 
 PREDICTORS = {"clipc8": CLIPC8Predictor, "pdle": PDLEPredictor}
@@ -68,6 +77,9 @@ def read_checkpoint_meta(folder: str | Path) -> dict:
     return meta
 
 
-def load_predictor(folder: str | Path):
+def load_predictor(folder: str | Path, device: str | None = None):
+    """The checkpoint's predictor on ``device`` (default: the first GPU Ray gave this process, else CPU)."""
     meta = read_checkpoint_meta(folder)
-    return PREDICTORS[meta["method"]](Path(folder), meta)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return PREDICTORS[meta["method"]](Path(folder), meta, device)

@@ -137,3 +137,18 @@ def test_zero_shot_checkpoint_is_the_pretrained_model_from_a_local_weights_file(
     metrics = evaluate(EvaluateConfig(checkpoint=str(out), cache=str(class8_cache / "cache"), out=str(tmp_path / "e"),
                                       threshold_rule="0.5"))
     assert metrics["threshold"] == 0.5 and len(metrics["categories"]["confusion_matrix"]) == 8
+
+
+def test_predictor_runs_on_the_requested_device_and_returns_numpy(tmp_path):
+    import numpy as np
+
+    from fas.data.faces import encode_image
+    from fas.predict import load_predictor
+    from fas.train.clipc8 import save_portable
+
+    model, pre = create_clipc8("clipc8-tiny", None)
+    save_portable(model, pre, CLIPC8Config(model="clipc8-tiny", pretrained=None), tmp_path)
+    predictor = load_predictor(tmp_path, device="cpu")
+    out = predictor.predict([encode_image(np.full((64, 64, 3), 128, np.uint8))])
+    assert predictor.device == "cpu" and out["probs"].dtype == np.float32 and out["category"].dtype == np.int64
+    assert np.allclose(out["probs"].sum(-1), 1.0, atol=1e-5)

@@ -43,7 +43,6 @@ def test_missing_metrics_needs_a_threshold(tmp_path):
     ({"models": [{"name": "a", "path": "x", "max_batch_size": 16, "deployment": {"max_ongoing_requests": 8}}]},
      "max_ongoing_requests"),
     ({"models": [{"name": "a", "path": "x"}], "fusion": {"rule": "max"}}, "fusion.rule"),
-    ({"models": [{"name": "a", "path": "x", "deployment": {"ray_actor_options": {"num_gpus": 0.5}}}]}, "num_gpus"),
     ({"models": [{"name": "a", "path": "x"}], "face": {"detector": "none", "no_face": "reject"}}, "detector 'none'"),
     ({"models": [{"name": "a", "path": "x"}], "limits": {"max_byte": 1}}, "unknown keys"),
 ])

@@ -103,9 +103,6 @@ def check_app_config(cfg: ServeAppConfig) -> None:
         _choice(m.input, INPUT_KINDS, f"models.{m.name}.input")
         if m.max_batch_size < 1 or m.deployment.get("max_ongoing_requests", m.max_batch_size) < m.max_batch_size:
             raise ConfigError(f"models.{m.name}: need 1 <= max_batch_size <= deployment.max_ongoing_requests")
-        if m.deployment.get("ray_actor_options", {}).get("num_gpus"):  # a GPU held but never used
-            raise ConfigError(f"models.{m.name}: num_gpus is set, but fas.predict.load_predictor has no device "
-                              f"argument yet, so the model would run on CPU; remove num_gpus (use num_cpus)")
     _choice(cfg.fusion.rule, FUSION_RULES, "fusion.rule")
     _choice(cfg.face.no_face, ("whole_frame", "reject"), "face.no_face")
     _choice(cfg.face.multiple_faces, ("largest", "reject"), "face.multiple_faces")
