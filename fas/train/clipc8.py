@@ -127,29 +127,13 @@ def save_portable(model, preprocess: dict, cfg: CLIPC8Config, folder: Path) -> N
 
 def train(cfg: CLIPC8Config, callbacks: list | None = None):
     """Launch CLIPC8 training as a Ray Train ``TorchTrainer`` on the train split of ``cfg.cache``."""
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
-    from fas.ray_utils import init_ray, storage_uri
+    from fas.ray_utils import init_ray
     from fas.train.data import training_rows
-    from fas.train.validation import validation_rows
+    from fas.train.engine import fit
 
     init_ray(cfg.address)
     dataset = training_rows(cfg.cache, ["image", "attack"], cfg.protocol, cfg.fold).random_shuffle(seed=cfg.seed)
-    datasets = {"train": dataset}
-    if cfg.validate:  # unsplit; rank 0 scores it
-        datasets["val"] = validation_rows(cfg.cache, ["image", "label"], cfg.protocol, cfg.fold)
-    trainer = TorchTrainer(
-        train_loop_per_worker, train_loop_config=dataclasses.asdict(cfg), datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
-        scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                               resources_per_worker={"CPU": cfg.cpus_per_worker}),
-        run_config=ray.train.RunConfig(name=cfg.name, storage_path=storage_uri(cfg.storage_path),
-                                       failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
-                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-                                       callbacks=callbacks or []),
-    )
-    return trainer.fit()
+    return fit(train_loop_per_worker, cfg, {"train": dataset}, callbacks)
 
 
 def export_zero_shot(cfg: CLIPC8Config, folder: str | Path) -> Path:

@@ -121,3 +121,32 @@ def save_and_report(engine, epoch: int, metrics: dict, portable: Callable[[Path]
             portable(Path(folder))
             (Path(folder) / STATE_FILE).write_text(json.dumps({"epoch": epoch, **metrics, **state}))
         ray.train.report({**metrics, "epoch": epoch}, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def fit(train_loop: Callable[[dict], None], cfg, datasets: dict, callbacks: list | None = None):
+    """Run a method's loop as a Ray Train ``TorchTrainer``: scaling, storage, retries and checkpoints from ``cfg``.
+
+    ``datasets["train"]`` is split across workers; every other dataset reaches each worker whole. With
+    ``cfg.validate`` the source-side validation rows are added as ``val`` (rank 0 scores them each epoch).
+    """
+    import dataclasses
+
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from fas.ray_utils import storage_uri
+    from fas.train.validation import validation_rows
+
+    if cfg.validate:
+        datasets = {**datasets, "val": validation_rows(cfg.cache, ["image", "label"], cfg.protocol, cfg.fold)}
+    trainer = TorchTrainer(
+        train_loop, train_loop_config=dataclasses.asdict(cfg), datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                               resources_per_worker={"CPU": cfg.cpus_per_worker}),
+        run_config=ray.train.RunConfig(name=cfg.name, storage_path=storage_uri(cfg.storage_path),
+                                       failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+                                       callbacks=callbacks or []),
+    )
+    return trainer.fit()

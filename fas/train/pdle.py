@@ -184,12 +184,9 @@ def save_portable(model, cfg: PDLEConfig, folder: Path) -> None:
 
 def train(cfg: PDLEConfig, callbacks: list | None = None):
     """Launch PDLE as a Ray Train ``TorchTrainer`` on the training rows of ``cfg.cache``."""
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
-    from fas.ray_utils import init_ray, storage_uri
+    from fas.ray_utils import init_ray
     from fas.train.data import distinct_values, training_rows
-    from fas.train.validation import validation_rows
+    from fas.train.engine import fit
 
     init_ray(cfg.address)
     cfg = dataclasses.replace(cfg, domains=distinct_values(cfg.cache, cfg.domain_column, cfg.protocol, cfg.fold))
@@ -197,16 +194,4 @@ def train(cfg: PDLEConfig, callbacks: list | None = None):
     datasets = {"train": rows.random_shuffle(seed=cfg.seed)}
     if cfg.patch_exchange:  # unsplit: every worker draws partners from the whole training set
         datasets["pool"] = rows.select_columns(["image", "label"]).randomize_block_order()
-    if cfg.validate:  # unsplit; rank 0 scores it
-        datasets["val"] = validation_rows(cfg.cache, ["image", "label"], cfg.protocol, cfg.fold)
-    trainer = TorchTrainer(
-        train_loop_per_worker, train_loop_config=dataclasses.asdict(cfg), datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
-        scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                               resources_per_worker={"CPU": cfg.cpus_per_worker}),
-        run_config=ray.train.RunConfig(name=cfg.name, storage_path=storage_uri(cfg.storage_path),
-                                       failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
-                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-                                       callbacks=callbacks or []),
-    )
-    return trainer.fit()
+    return fit(train_loop_per_worker, cfg, datasets, callbacks)
