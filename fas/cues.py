@@ -1,0 +1,207 @@
+"""AG-FAS anomalous cues for a whole frame cache: Ray Data batch inference with an actor pool of generators.
+
+The output is a sibling frame cache: every row of the source cache (all its columns) plus ``cue`` (the
+standardised residual input - reconstruction as float16 ``.npy`` bytes, shape 3 x S x S), ``cue_rms`` (the
+residual's RMS in [-1, 1] pixel units: the raw anomaly score) and ``cue_error`` (why a frame has no cue; empty
+when it has one). Evaluation, protocols and training read it like any frame cache.
+
+Resumable: shards are written atomically as the stream goes; a rerun skips the frames already in them and
+``cache.json`` is written only when every frame of the source has a row. Each frame's noise is seeded by its
+frame id, so a cue does not depend on batching, actor or restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fas.data.cache import CACHE_INDEX, SHARD_DIR, load_index, write_shard
+
+CUE_COLUMNS = ("cue", "cue_rms", "cue_error")
+
+
+@dataclasses.dataclass
+class CueConfig:
+    """``jobs/make_cues.py`` options; every field is also a flag."""
+
+    generator: str = ""  # a generator checkpoint folder, or a training run folder (its latest checkpoint)
+    cache: str = ""  # the source frame cache
+    out: str = ""  # the cue cache to write (or resume)
+    noise_step: int | None = None  # t of the partial noising; None: the generator config's (801; AnoDDPM 200)
+    ddim_steps: int = 50  # the DDIM grid over the 1000 training steps; the steps <= t run
+    batch_size: int = 16
+    seed: int = 0
+    actors: int = 1  # max actors of the generator pool
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0  # a GPU fraction per actor (fp16 there)
+    rows_per_file: int = 256
+    address: str | None = None
+
+
+def latest_generator_checkpoint(path: str | Path) -> Path:
+    """``path`` itself when it is a generator checkpoint, else its newest ``checkpoint_*`` holding one."""
+    from fas.train.dfg import GENERATOR_CONFIG
+
+    path = Path(path)
+    if (path / GENERATOR_CONFIG).is_file():
+        return path
+    found = sorted(p for p in path.glob("checkpoint_*") if (p / GENERATOR_CONFIG).is_file())
+    if not found:
+        raise ValueError(f"{path} holds no generator checkpoint ({GENERATOR_CONFIG}); train one with "
+                         "jobs/train_dfg.py and pass its run folder or checkpoint folder")
+    return found[-1]
+
+
+def encode_cue(cue: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, cue.astype(np.float16), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def decode_cues(blobs) -> np.ndarray:
+    """``cue`` column values -> float32 array (B, 3, S, S)."""
+    return np.stack([np.load(io.BytesIO(bytes(b)), allow_pickle=False) for b in blobs]).astype(np.float32)
+
+
+class CueMaker:
+    """Ray Data ``map_batches`` callable: one generator per actor (on its GPU when it has one)."""
+
+    def __init__(self, cfg: CueConfig, checkpoint: str):
+        import torch
+
+        from fas.train.dfg import load_generator
+
+        device = "cuda" if cfg.gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
+        self.generator, meta = load_generator(checkpoint, device)
+        self.device, self.size, self.cfg = device, meta["image_size"], cfg
+        self.noise_step = cfg.noise_step if cfg.noise_step is not None else meta["noise_step"]
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import torch
+
+        from fas.data.faces import decode_image
+        from fas.models.dfg import anomalous_cue, noise_seeds
+        from fas.train.dfg import decode_faces
+
+        errors = []
+        for blob in batch["image"].to_pylist():
+            try:
+                decode_image(blob)
+                errors.append("")
+            except (ValueError, TypeError) as exc:
+                errors.append(f"undecodable image: {exc}")
+        good = [i for i, e in enumerate(errors) if not e]
+        cues, rms = [None] * len(errors), [None] * len(errors)
+        if good:
+            rows = batch.take(good)
+            x = decode_faces(rows["image"].to_pylist(), self.size).to(self.device)
+            seeds = noise_seeds(self.cfg.seed, rows["frame_id"].to_pylist())
+            with torch.no_grad():
+                recon = self.generator.reconstruct(x, self.noise_step, self.cfg.ddim_steps, seeds)
+                cue, norm = anomalous_cue(x, recon)
+            for i, c, n in zip(good, cue.cpu().numpy(), norm.cpu().numpy()):
+                cues[i], rms[i] = encode_cue(c), float(n)
+        return (batch.append_column("cue", pa.array(cues, pa.binary()))
+                .append_column("cue_rms", pa.array(rms, pa.float32()))
+                .append_column("cue_error", pa.array(errors, pa.string())))
+
+
+def done_frames(shard_dir: Path) -> set[str]:
+    return {f for p in sorted(shard_dir.glob("part-*.parquet"))
+            for f in pq.read_table(p, columns=["frame_id"]).column("frame_id").to_pylist()}
+
+
+def make_cues(cfg: CueConfig) -> dict:
+    """Write (or complete) the cue cache ``cfg.out`` for every frame of ``cfg.cache``; returns its summary."""
+    import ray
+    from ray.data.expressions import col
+
+    from fas.data.cache import read_cache, read_cache_table
+    from fas.ray_utils import init_ray
+
+    checkpoint = latest_generator_checkpoint(cfg.generator)
+    source_ids = read_cache_table(cfg.cache, columns=["frame_id"]).column("frame_id").to_pylist()
+    out, start = Path(cfg.out), time.perf_counter()
+    shard_dir = out / SHARD_DIR
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    (out / CACHE_INDEX).unlink(missing_ok=True)  # incomplete until every frame has its row
+    done = done_frames(shard_dir) & set(source_ids)
+    pending = len(set(source_ids) - done)
+    if pending:
+        init_ray(cfg.address)
+        ds = read_cache(cfg.cache)
+        if done:
+            ds = ds.filter(expr=col("frame_id").not_in(sorted(done)))
+        gpus = {"num_gpus": cfg.gpus_per_actor} if cfg.gpus_per_actor > 0 else {}
+        ds = ds.map_batches(CueMaker, fn_constructor_kwargs={"cfg": cfg, "checkpoint": str(checkpoint)},
+                            batch_size=cfg.batch_size, batch_format="pyarrow", num_cpus=cfg.cpus_per_actor, **gpus,
+                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cfg.actors)))
+        for table in ds.iter_batches(batch_size=cfg.rows_per_file, batch_format="pyarrow"):
+            write_shard(table, shard_dir)
+    return write_cue_index(cfg, checkpoint, source_ids, resumed=len(done), seconds=time.perf_counter() - start)
+
+
+def write_cue_index(cfg: CueConfig, checkpoint: Path, source_ids: list[str], resumed: int, seconds: float) -> dict:
+    """Check coverage (every source frame exactly once) and write ``cache.json`` with the cue summary."""
+    out = Path(cfg.out)
+    shards = sorted(p.name for p in (out / SHARD_DIR).glob("part-*.parquet"))
+    table = pa.concat_tables([pq.read_table(out / SHARD_DIR / s, columns=["frame_id", "label", "split", "cue_rms",
+                                                                         "cue_error"]) for s in shards])
+    ids = table.column("frame_id").to_pylist()
+    missing, duplicated = set(source_ids) - set(ids), len(ids) - len(set(ids))
+    if missing or duplicated:
+        raise RuntimeError(f"cue cache {out} does not cover its source: {len(missing)} frames missing, "
+                           f"{duplicated} duplicated; rerun to complete it")
+    errors = table.filter(pc.not_equal(table["cue_error"], ""))
+    source = load_index(cfg.cache)
+    summary = {
+        "shards": shards, "frames_written": table.num_rows, "frames_with_cue": table.num_rows - errors.num_rows,
+        "skipped_frames": [{"frame_id": f, "reason": r} for f, r in zip(errors["frame_id"].to_pylist(),
+                                                                          errors["cue_error"].to_pylist())],
+        "resumed_frames": resumed, "seconds": round(seconds, 2), "synthetic": source.get("synthetic", False),
+        "source_cache": str(cfg.cache), "generator": str(checkpoint), "config": dataclasses.asdict(cfg),
+        "separation": cue_separation(table),
+    }
+    tmp = out / f".{CACHE_INDEX}.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(out / CACHE_INDEX)
+    return summary
+
+
+def cue_separation(table: pa.Table) -> dict:
+    """How well the residual alone tells real from attack: AUC of -cue_rms as a liveness score (real faces
+    should come back nearly unchanged), and the mean RMS per class; over all frames and per split."""
+    from fas.eval.metrics import auc
+
+    def one(rows: pa.Table) -> dict:
+        ok = rows.filter(pc.equal(rows["cue_error"], ""))
+        rms, labels = np.asarray(ok["cue_rms"].to_pylist(), float), np.asarray(ok["label"].to_pylist(), int)
+        result = {"frames": len(rms), "real_rms": float(rms[labels == 1].mean()) if (labels == 1).any() else None,
+                  "attack_rms": float(rms[labels == 0].mean()) if (labels == 0).any() else None}
+        if len(set(labels.tolist())) == 2:
+            result["auc"] = auc(-rms, labels)
+        return result
+
+    splits = sorted(set(table["split"].to_pylist()))
+    return {"all": one(table), **{s: one(table.filter(pc.equal(table["split"], s))) for s in splits}}
+
+
+def format_cue_summary(summary: dict) -> str:
+    lines = [f"cue cache: {summary['frames_written']} frames ({summary['frames_with_cue']} with a cue, "
+             f"{len(summary['skipped_frames'])} skipped, {summary['resumed_frames']} from a previous run) in "
+             f"{summary['seconds']} s"]
+    for name, s in summary["separation"].items():
+        auc_text = f"AUC {s['auc']:.3f}" if "auc" in s else "AUC n/a"
+        lines.append(f"  {name:>6}: {auc_text} of -residual RMS as liveness; mean RMS real "
+                     f"{s['real_rms'] if s['real_rms'] is None else round(s['real_rms'], 4)} vs attack "
+                     f"{s['attack_rms'] if s['attack_rms'] is None else round(s['attack_rms'], 4)} "
+                     f"({s['frames']} frames)")
+    return "\n".join(lines)
