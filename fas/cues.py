@@ -128,6 +128,11 @@ def make_cues(cfg: CueConfig) -> dict:
     from fas.ray_utils import init_ray
 
     checkpoint = latest_generator_checkpoint(cfg.generator)
+    if cfg.noise_step is None:  # the generator config's default, written into the index as used
+        from fas.train.dfg import GENERATOR_CONFIG
+
+        noise_step = json.loads((checkpoint / GENERATOR_CONFIG).read_text())["noise_step"]
+        cfg = dataclasses.replace(cfg, noise_step=noise_step)
     source_ids = read_cache_table(cfg.cache, columns=["frame_id"]).column("frame_id").to_pylist()
     out, start = Path(cfg.out), time.perf_counter()
     shard_dir = out / SHARD_DIR

@@ -37,7 +37,7 @@ class ScoreBatch:
         self.predictor = load_predictor(checkpoint)
 
     def __call__(self, batch: dict) -> dict:
-        out = self.predictor.predict(batch["image"])
+        out = self.predictor.predict(*[batch[c] for c in self.predictor.inputs])
         result = {c: batch[c] for c in SCORE_COLUMNS}
         result["score"] = out["score"]
         if "category" in out:
@@ -50,10 +50,14 @@ def score_cache(cfg: EvaluateConfig) -> pd.DataFrame:
     from ray.data.expressions import col
 
     from fas.data.cache import read_cache
+    from fas.predict import read_checkpoint_meta
     from fas.ray_utils import init_ray
 
     init_ray(cfg.address)
-    ds = read_cache(cfg.cache, columns=SCORE_COLUMNS + ["image"])
+    inputs = read_checkpoint_meta(cfg.checkpoint).get("inputs", ["image"])  # OA-Net also reads the cue column
+    ds = read_cache(cfg.cache, columns=SCORE_COLUMNS + inputs)
+    for column in inputs:  # a frame the cue job could not read has no cue (listed in the cue cache's index)
+        ds = ds.filter(expr=col(column).is_not_null())
     if not cfg.protocol:  # without a protocol only the dev and test splits are scored
         ds = ds.filter(expr=col("split").is_in(sorted({cfg.dev_split, cfg.test_split})))
     ds = ds.map_batches(ScoreBatch, fn_constructor_kwargs={"checkpoint": cfg.checkpoint}, batch_size=cfg.batch_size,

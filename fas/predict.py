@@ -24,6 +24,8 @@ def _place(model: torch.nn.Module, device: str) -> tuple[torch.nn.Module, torch.
 
 
 class CLIPC8Predictor:
+    inputs = ("image",)  # the cache columns ``predict`` takes, in order
+
     def __init__(self, folder: Path, meta: dict, device: str = "cpu"):
         from fas.models.clipc8 import create_clipc8
 
@@ -44,6 +46,8 @@ class CLIPC8Predictor:
 class PDLEPredictor:
     """Expected liveness score rho of a PDLE checkpoint, on centre-cropped faces."""
 
+    inputs = ("image",)
+
     def __init__(self, folder: Path, meta: dict, device: str = "cpu"):
         from fas.models.pdle import create_pdle
 
@@ -61,7 +65,32 @@ class PDLEPredictor:
         return {k: v.float().cpu().numpy() for k, v in self.model.predict(x.to(self.device, self.dtype)).items()}
 
 
-PREDICTORS = {"clipc8": CLIPC8Predictor, "pdle": PDLEPredictor}
+class OANetPredictor:
+    """P(real) of an OA-Net checkpoint from a frame and its anomalous cue (or the frame alone: image_only)."""
+
+    def __init__(self, folder: Path, meta: dict, device: str = "cpu"):
+        from fas.models.oanet import create_oanet
+
+        model = create_oanet(meta["model"], None, meta["mode"], None)
+        model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+        self.model, self.dtype = _place(model, device)
+        self.device, self.preprocess = device, meta["preprocess"]
+        self.inputs = tuple(meta.get("inputs", ["image", "cue"]))
+
+    def predict(self, images, cues=None) -> dict[str, np.ndarray]:
+        from fas.train.oanet import to_tensors
+
+        if cues is None:  # image_only reads no cue
+            x = decode_batch(images, self.preprocess["image_size"], self.preprocess["image_mean"],
+                             self.preprocess["image_std"])
+            c = None
+        else:
+            x, c = to_tensors(images, cues, self.preprocess)
+        c = None if c is None else c.to(self.device, self.dtype)
+        return {"score": self.model.predict(x.to(self.device, self.dtype), c)["score"].float().cpu().numpy()}
+
+
+PREDICTORS = {"clipc8": CLIPC8Predictor, "pdle": PDLEPredictor, "oanet": OANetPredictor}
 
 
 def read_checkpoint_meta(folder: str | Path) -> dict:

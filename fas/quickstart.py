@@ -30,6 +30,7 @@ class QuickstartConfig:
     detector: str = "haar"
     image_size: int = 128
     epochs: int | None = None  # training epochs; default: the method's tiny config (CLIPC8 10, PDLE 8)
+    steps: int | None = None  # AG-FAS: generator and OA-Net steps; default: their tiny configs (300 and 200)
     protocol: str | None = None  # e.g. synth-cam-a&synth-cam-b->synth-cam-c; default: train/dev/test splits
     train: bool = True  # false: stop after preparing the data
     address: str | None = None
@@ -73,7 +74,8 @@ def run_quickstart(cfg: QuickstartConfig) -> int:
     return 0
 
 
-TINY_CONFIGS = {"clipc8": "clipc8_tiny.yaml", "pdle": "pdle_tiny.yaml"}
+TINY_CONFIGS = {"clipc8": "clipc8_tiny.yaml", "pdle": "pdle_tiny.yaml", "agfas": "oanet_tiny.yaml"}
+QUICKSTART_DDIM_STEPS = 10  # 9 DDIM steps from t = 801 (the paper's 50-step grid runs 41): a CPU-budget choice
 
 
 def _train_method(method: str, out: Path, cfg: QuickstartConfig):
@@ -81,6 +83,8 @@ def _train_method(method: str, out: Path, cfg: QuickstartConfig):
 
     overrides = {"cache": str(out / "cache" / "class8"), "storage_path": str(out.resolve() / "train"),
                  "epochs": cfg.epochs, "protocol": cfg.protocol, "address": cfg.address}
+    if method == "agfas":
+        return _train_agfas(out, cfg)
     if method == "clipc8":
         from fas.train.clipc8 import CLIPC8Config, train
 
@@ -95,6 +99,30 @@ def _train_method(method: str, out: Path, cfg: QuickstartConfig):
     return train(train_cfg)
 
 
+def _train_agfas(out: Path, cfg: QuickstartConfig):
+    """Generator on real faces -> cues for every frame -> OA-Net with SSDG on the cue cache."""
+    from fas.config import load_config
+    from fas.cues import CueConfig, format_cue_summary, make_cues
+    from fas.train import dfg, oanet
+
+    common = {"storage_path": str(out.resolve() / "train"), "protocol": cfg.protocol, "address": cfg.address}
+    steps = {"steps": cfg.steps} if cfg.steps else {}
+    dfg_cfg = load_config(dfg.DFGConfig, "dfg_tiny.yaml", {**common, **steps, "cache": str(out / "cache" / "class8")})
+    print(f"[4/5] a. training the tiny De-fake Face Generator on real faces only ({dfg_cfg.steps} steps, stand-in "
+          f"VAE fitted first; Ray Train + DeepSpeed ZeRO-{dfg_cfg.zero_stage} on CPU)")
+    generator = dfg.train(dfg_cfg)
+    print(f"      b. anomalous cues for every frame (t = 801, {QUICKSTART_DDIM_STEPS}-step DDIM grid)")
+    cues = make_cues(CueConfig(generator=generator.checkpoint.path, cache=str(out / "cache" / "class8"),
+                               out=str(out / "cues" / "class8"), ddim_steps=QUICKSTART_DDIM_STEPS, batch_size=32,
+                               cpus_per_actor=1.0, address=cfg.address))
+    print("      " + format_cue_summary(cues).replace("\n", "\n      "))
+    oanet_cfg = load_config(oanet.OANetConfig, TINY_CONFIGS["agfas"], {**common, **steps,
+                                                                        "cache": str(out / "cues" / "class8")})
+    print(f"      c. training tiny OA-Net with SSDG on the cues ({oanet_cfg.steps} steps, Ray Train + "
+          f"{oanet_cfg.engine.upper()} on CPU)")
+    return oanet.train(oanet_cfg)
+
+
 def train_and_evaluate(out: Path, cfg: QuickstartConfig) -> dict:
     """Tiny model on 2 Ray Train workers (CPU), the evaluation harness, and the servable copy in OUT/models."""
     from fas.evaluate import EvaluateConfig, evaluate
@@ -104,7 +132,8 @@ def train_and_evaluate(out: Path, cfg: QuickstartConfig) -> dict:
     where = f"protocol {cfg.protocol}" if cfg.protocol else "the test split"
     print(f"[5/5] evaluating on {where} (threshold: EER on the dev split)")
     eval_dir = out / "eval" / cfg.method
-    metrics = evaluate(EvaluateConfig(checkpoint=result.checkpoint.path, cache=str(out / "cache" / "class8"),
+    cache = out / ("cues" if cfg.method == "agfas" else "cache") / "class8"
+    metrics = evaluate(EvaluateConfig(checkpoint=result.checkpoint.path, cache=str(cache),
                                       out=str(eval_dir), protocol=cfg.protocol, address=cfg.address))
     if metrics.get("categories"):
         print(format_category_accuracy(metrics))
@@ -131,6 +160,11 @@ def publish_model(checkpoint: Path, eval_dir: Path, target: Path) -> Path:
     for name in (WEIGHTS_FILE, "model_config.json"):
         shutil.copy2(checkpoint / name, staging / name)
     shutil.copy2(eval_dir / "metrics.json", staging / "metrics.json")
+    meta = json.loads((checkpoint / "model_config.json").read_text())
+    if meta.get("cue"):  # AG-FAS: the generator that makes the cues travels with the detector
+        from fas.train.dfg import copy_portable
+
+        copy_portable(Path(meta["cue"]["generator"]), staging / "generator")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target

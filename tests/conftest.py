@@ -73,3 +73,28 @@ def class8_cache(tmp_path_factory, ray_local):
     prepare(PrepareConfig(manifest=str(manifest), out=str(root / "cache"), detector="none", size=112,
                           face_workers=1, progress=False))
     return root
+
+
+@pytest.fixture(scope="session")
+def dfg_run(class8_cache, tmp_path_factory):
+    """A tiny generator trained for 12 steps by 2 DeepSpeed workers (stand-in VAE fitted first)."""
+    from fas.train.dfg import DFGConfig, train
+
+    storage = tmp_path_factory.mktemp("dfg_runs")
+    cfg = DFGConfig(cache=str(class8_cache / "cache"), storage_path=str(storage), name="dfg", model="dfg-tiny",
+                    steps=12, batch_size=8, lr=1e-3, checkpoint_every=4, log_every=4, vae_fit_steps=20,
+                    vae_fit_images=64, engine="deepspeed", zero_stage=2, num_workers=2, use_gpu=False,
+                    cpus_per_worker=0.5)
+    return cfg, train(cfg)
+
+
+@pytest.fixture(scope="session")
+def cue_cache(dfg_run, class8_cache, tmp_path_factory):
+    """Cues of the tiny CLASS-8 cache by the generator of ``dfg_run`` (a 2-step DDIM grid: fast, not faithful)."""
+    from fas.cues import CueConfig, make_cues
+
+    cfg, _ = dfg_run
+    out = tmp_path_factory.mktemp("cues") / "class8"
+    make_cues(CueConfig(generator=str(Path(cfg.storage_path) / cfg.name), cache=str(class8_cache / "cache"),
+                        out=str(out), ddim_steps=2, batch_size=32, cpus_per_actor=0.5))
+    return out

@@ -50,11 +50,28 @@ def build_pdle_folder(folder: Path, seed: int) -> None:
     save_portable(create_pdle(cfg.model, None, cfg.num_levels), cfg, folder)
 
 
+def build_agfas_folder(folder: Path, seed: int) -> None:
+    """An untrained tiny OA-Net plus the tiny generator that makes its cues (as the agfas quickstart publishes)."""
+    import torch
+
+    from fas.models.oanet import create_oanet
+    from fas.train import dfg, oanet
+
+    torch.manual_seed(seed)
+    generator_cfg = dfg.DFGConfig(model="dfg-tiny")
+    (folder / "generator").mkdir()
+    dfg.save_portable(dfg.build_generator(generator_cfg), generator_cfg, folder / "generator")
+    cfg = oanet.OANetConfig(model="oanet-tiny", pretrained=None, cue_pretrained=None,
+                            cue={"generator": "generator", "noise_step": 801, "ddim_steps": 3, "seed": 0})
+    oanet.save_portable(create_oanet(cfg.model, None, cfg.mode, None), cfg, folder)
+
+
 # name -> (builder, input kind, fusion weight): every entry is served; a new method is one more line
 MODEL_FOLDERS = {
     "clipc8_frame": (build_clipc8_folder, "frame", 1.0),
     "clipc8_face": (build_clipc8_folder, "face", 3.0),
     "pdle": (build_pdle_folder, "face", 1.0),
+    "agfas": (build_agfas_folder, "face", 1.0),
 }
 
 
@@ -72,7 +89,8 @@ def model_folders(tmp_path_factory) -> dict[str, Path]:
 
 def app_args(folders: dict[str, Path], **overrides) -> dict:
     models = [{"name": n, "path": str(p), "input": MODEL_FOLDERS[n][1], "weight": MODEL_FOLDERS[n][2],
-               "max_batch_size": 4, "batch_wait_timeout_s": 0.02, "deployment": TINY_CPU} for n, p in folders.items()]
+               "max_batch_size": 4, "batch_wait_timeout_s": 0.02, "deployment": TINY_CPU,
+               "generator_deployment": TINY_CPU} for n, p in folders.items()]
     args = {"models": models, "face": {"detector": "haar", "size": 128, "deployment": TINY_CPU},
             "fusion": {"rule": "weighted_mean", "deployment": TINY_CPU}, "limits": LIMITS,
             "ingress_deployment": TINY_CPU}

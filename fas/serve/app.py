@@ -10,15 +10,21 @@ from __future__ import annotations
 from ray.serve import Application
 
 from fas.serve.config import ModelCard, ModelEntry, ServeAppConfig, load_model_card, parse_app_config
-from fas.serve.deployments import Combiner, FaceStage, ModelServer
+from fas.serve.deployments import Combiner, CueServer, FaceStage, ModelServer
 from fas.serve.ingress import LivenessIngress
 
 
 def bind_model(entry: ModelEntry, card: ModelCard):
-    """``Model_<name>`` with the entry's Serve options; by default room for two batches in flight."""
+    """``Model_<name>`` with the entry's Serve options; by default room for two batches in flight. An AG-FAS
+    model (OA-Net with its generator) also gets ``Generator_<name>``, which feeds it the cues."""
     options = {"max_ongoing_requests": max(16, 2 * entry.max_batch_size), **entry.deployment}
+    cues = None
+    if card.generator:
+        generator_options = {"max_ongoing_requests": max(16, 2 * entry.max_batch_size), **entry.generator_deployment}
+        cues = CueServer.options(name=f"Generator_{entry.name}", **generator_options).bind(
+            card.generator, card.cue, entry.max_batch_size, entry.batch_wait_timeout_s)
     return ModelServer.options(name=f"Model_{entry.name}", **options).bind(
-        card, entry.max_batch_size, entry.batch_wait_timeout_s)
+        card, entry.max_batch_size, entry.batch_wait_timeout_s, cues)
 
 
 def build(cfg: ServeAppConfig) -> Application:

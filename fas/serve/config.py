@@ -36,6 +36,7 @@ class ModelEntry:
     max_batch_size: int = 8
     batch_wait_timeout_s: float = 0.01
     deployment: dict = dataclasses.field(default_factory=dict)  # Serve options: num_replicas, autoscaling, ...
+    generator_deployment: dict = dataclasses.field(default_factory=dict)  # AG-FAS: the generator's (num_gpus, ...)
 
 
 @dataclasses.dataclass
@@ -129,6 +130,8 @@ class ModelCard:
     input: str
     weight: float
     categories: tuple[str, ...] | None
+    generator: str | None = None  # AG-FAS: the De-fake Face Generator checkpoint that makes the model's cues
+    cue: dict | None = None  # AG-FAS: noise_step, ddim_steps, seed of the cues the model was trained on
 
 
 def model_version(folder: Path, method: str) -> str:
@@ -168,6 +171,14 @@ def load_model_card(entry: ModelEntry) -> ModelCard:
     meta = read_checkpoint_meta(folder)
     threshold, rule = read_threshold(folder, entry)
     categories = meta.get("categories")
+    generator = None
+    if "cue" in meta.get("inputs", []):
+        generator = folder / meta.get("generator", "generator")
+        if not (generator / "generator_config.json").is_file():
+            raise ConfigError(f"model {entry.name!r} reads anomalous cues but {generator} holds no generator "
+                              "checkpoint; publish the model with its generator (fas quickstart --method agfas "
+                              "does) or copy a jobs/train_dfg.py checkpoint there")
     return ModelCard(name=entry.name, path=str(folder), method=meta["method"],
                      version=model_version(folder, meta["method"]), threshold=threshold, threshold_rule=rule,
-                     input=entry.input, weight=entry.weight, categories=tuple(categories) if categories else None)
+                     input=entry.input, weight=entry.weight, categories=tuple(categories) if categories else None,
+                     generator=str(generator) if generator else None, cue=meta.get("cue"))

@@ -43,13 +43,60 @@ class FaceStage:
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=16)
-class ModelServer:
-    """One model from its portable checkpoint folder; concurrent calls are batched by ``@serve.batch``."""
+class CueServer:
+    """AG-FAS's De-fake Face Generator: a face crop -> its anomalous cue (float16 ``.npy`` bytes), batched.
 
-    def __init__(self, card: ModelCard, max_batch_size: int, batch_wait_timeout_s: float):
+    Each crop's noise is seeded by a hash of its bytes, so the same crop always gets the same cue."""
+
+    def __init__(self, generator: str, cue: dict, max_batch_size: int, batch_wait_timeout_s: float):
+        import torch
+
+        from fas.train.dfg import load_generator
+
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.generator, meta = load_generator(generator, self.device)
+        self.size, self.cue = meta["image_size"], cue
+        self.cue_batch.set_max_batch_size(max_batch_size)
+        self.cue_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    async def __call__(self, image: bytes) -> bytes:
+        return await self.cue_batch(image)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def cue_batch(self, images: list[bytes]) -> list[bytes]:
+        return await asyncio.to_thread(self._cues, images)
+
+    def _cues(self, images: list[bytes]) -> list[bytes]:
+        import hashlib
+
+        import torch
+
+        from fas.cues import encode_cue
+        from fas.models.dfg import anomalous_cue, noise_seeds
+        from fas.train.dfg import decode_faces
+
+        x = decode_faces(images, self.size).to(self.device)
+        seeds = noise_seeds(self.cue.get("seed", 0), [hashlib.sha256(b).hexdigest()[:16] for b in images])
+        with torch.no_grad():
+            recon = self.generator.reconstruct(x, self.cue["noise_step"], self.cue["ddim_steps"], seeds)
+            cues, _ = anomalous_cue(x, recon)
+        return [encode_cue(c) for c in cues.cpu().numpy()]
+
+    def ready(self) -> bool:
+        return True
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=16)
+class ModelServer:
+    """One model from its portable checkpoint folder; concurrent calls are batched by ``@serve.batch``.
+
+    A model that reads anomalous cues (OA-Net) gets a ``CueServer`` handle and asks it for each crop's cue first.
+    """
+
+    def __init__(self, card: ModelCard, max_batch_size: int, batch_wait_timeout_s: float, cue_source=None):
         from fas.predict import load_predictor
 
-        self.card = card
+        self.card, self.cue_source = card, cue_source
         self.predictor = load_predictor(card.path)
         self.categories = tuple(getattr(self.predictor, "categories", None) or card.categories or ()) or None
         self.predict_batch.set_max_batch_size(max_batch_size)
@@ -57,12 +104,16 @@ class ModelServer:
         log.info("model %s (%s) loaded from %s", card.name, card.version, card.path)
 
     async def __call__(self, image: bytes) -> dict:
-        return await self.predict_batch(image)
+        if self.cue_source is None:
+            return await self.predict_batch((image,))
+        return await self.predict_batch((image, await self.cue_source.remote(image)))
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def predict_batch(self, images: list[bytes]) -> list[dict]:
+    async def predict_batch(self, inputs: list[tuple]) -> list[dict]:
         # in a worker thread, so that the next batch is collected while this one runs
-        out = await asyncio.to_thread(self.predictor.predict, images)
+        images = [item[0] for item in inputs]
+        out = await asyncio.to_thread(self.predictor.predict, *([images] + ([[i[1] for i in inputs]]
+                                                                           if self.cue_source else [])))
         return [{**present(out, i, self.categories), "batch_size": len(images), "version": self.card.version}
                 for i in range(len(images))]
 

@@ -166,6 +166,20 @@ def save_portable(generator, cfg: DFGConfig, folder: Path) -> None:
     (folder / GENERATOR_CONFIG).write_text(json.dumps(meta, indent=2))
 
 
+def copy_portable(checkpoint: Path, target: Path) -> Path:
+    """Copy what ``load_generator`` needs (not the DeepSpeed shards) from a checkpoint folder to ``target``."""
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("unet", "vae", "identity.pt", GENERATOR_CONFIG):
+        source = checkpoint / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, dirs_exist_ok=True)
+        elif source.is_file():
+            shutil.copy2(source, target / name)
+    return target
+
+
 def load_generator(folder: str | Path, device: str | torch.device = "cpu", condition: str | None = None):
     """Rebuild a trained generator from a portable checkpoint folder (``generator_config.json`` + ``unet/``)."""
     from diffusers import UNet2DConditionModel

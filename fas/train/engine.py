@@ -123,7 +123,8 @@ def save_and_report(engine, epoch: int, metrics: dict, portable: Callable[[Path]
         ray.train.report({**metrics, "epoch": epoch}, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
-def fit(train_loop: Callable[[dict], None], cfg, datasets: dict, callbacks: list | None = None):
+def fit(train_loop: Callable[[dict], None], cfg, datasets: dict, callbacks: list | None = None,
+        val_columns: tuple[str, ...] | list[str] = ("image", "label")):
     """Run a method's loop as a Ray Train ``TorchTrainer``: scaling, storage, retries and checkpoints from ``cfg``.
 
     ``datasets["train"]`` is split across workers; every other dataset reaches each worker whole. With
@@ -138,7 +139,12 @@ def fit(train_loop: Callable[[dict], None], cfg, datasets: dict, callbacks: list
     from fas.train.validation import validation_rows
 
     if cfg.validate:
-        datasets = {**datasets, "val": validation_rows(cfg.cache, ["image", "label"], cfg.protocol, cfg.fold)}
+        from ray.data.expressions import col
+
+        val = validation_rows(cfg.cache, list(val_columns), cfg.protocol, cfg.fold)
+        for column in val_columns:
+            val = val.filter(expr=col(column).is_not_null())
+        datasets = {**datasets, "val": val}
     trainer = TorchTrainer(
         train_loop, train_loop_config=dataclasses.asdict(cfg), datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),

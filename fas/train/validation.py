@@ -31,8 +31,9 @@ def validation_rows(cache: str, columns: list[str], protocol: str | None = None,
 
 
 @torch.no_grad()
-def validate(score_batch: Callable[[list], np.ndarray], batch_size: int = 64) -> dict:
-    """``{"val_auc", "val_hter"}`` of the ``val`` dataset on rank 0 (``{}`` on other ranks)."""
+def validate(score_batch: Callable[..., np.ndarray], batch_size: int = 64, inputs: tuple[str, ...] = ("image",)) -> dict:
+    """``{"val_auc", "val_hter"}`` of the ``val`` dataset on rank 0 (``{}`` on other ranks); ``score_batch`` gets
+    the ``inputs`` columns of each batch."""
     import ray.train
 
     from fas.eval.metrics import auc, eer, hter
@@ -42,7 +43,7 @@ def validate(score_batch: Callable[[list], np.ndarray], batch_size: int = 64) ->
     shard = ray.train.get_dataset_shard("val")
     scores, labels = [], []
     for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
-        scores.append(np.asarray(score_batch(batch["image"]), dtype=float))
+        scores.append(np.asarray(score_batch(*[batch[c] for c in inputs]), dtype=float))
         labels.append(np.asarray(batch["label"], dtype=int))
     if not scores:
         return {}

@@ -8,6 +8,8 @@ A search space is a YAML file (``tune_spaces/*.yaml``)::
     mode: max
     params:                       # config fields -> one of grid / choice / uniform / loguniform / randint
       k: {grid: [2, 3, 4]}
+    fixed:                        # optional: config fields every trial sets (e.g. the generator of the cues)
+      alpha: 0.5
 
 Trials report ``val_auc`` / ``val_hter`` every epoch (``fas.train.validation``): the protocol's threshold rows,
 never its test domain. ``asha: true`` stops weak trials early. A sweep whose folder exists is resumed with
@@ -21,7 +23,8 @@ from pathlib import Path
 
 import yaml
 
-METHODS = {"pdle": ("fas.train.pdle", "PDLEConfig"), "clipc8": ("fas.train.clipc8", "CLIPC8Config")}
+METHODS = {"pdle": ("fas.train.pdle", "PDLEConfig"), "clipc8": ("fas.train.clipc8", "CLIPC8Config"),
+           "oanet": ("fas.train.oanet", "OANetConfig")}
 SAMPLERS = ("grid", "choice", "uniform", "loguniform", "randint")
 
 
@@ -75,12 +78,17 @@ def method_config(method: str):
     return importlib.import_module(module), getattr(importlib.import_module(module), cls)
 
 
+def trial_overrides(space: dict, cfg: SweepConfig) -> dict:
+    """What every trial sets on top of the base config: the space's ``fixed`` block, then the sweep's flags."""
+    given = {"cache": cfg.cache, "protocol": cfg.protocol, "epochs": cfg.epochs,
+             "num_workers": cfg.trial_workers, "cpus_per_worker": cfg.trial_cpus_per_worker}
+    return {**space.get("fixed", {}), **{k: v for k, v in given.items() if v is not None}}
+
+
 def make_trial(space: dict, cfg: SweepConfig, trial_storage: str):
     """The per-trial driver: the method's config plus the trial's parameters, trained as one TorchTrainer."""
     method, base = space["method"], space["base_config"]
-    overrides = {k: v for k, v in {"cache": cfg.cache, "protocol": cfg.protocol, "epochs": cfg.epochs,
-                                   "num_workers": cfg.trial_workers,
-                                   "cpus_per_worker": cfg.trial_cpus_per_worker}.items() if v is not None}
+    overrides = trial_overrides(space, cfg)
 
     def run_trial(params: dict) -> None:
         import ray.tune
