@@ -114,6 +114,36 @@ class CueMaker:
                 .append_column("cue_error", pa.array(errors, pa.string())))
 
 
+class CueGenerator:
+    """Encoded crops -> encoded cues with a model's generator and cue settings (serving and in-process baselines).
+
+    Each crop's noise is seeded by a hash of its bytes, so the same crop always gets the same cue."""
+
+    def __init__(self, generator: str, cue: dict, device: str | None = None):
+        import torch
+
+        from fas.train.dfg import load_generator
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.generator, meta = load_generator(generator, self.device)
+        self.size, self.cue = meta["image_size"], cue
+
+    def __call__(self, images: list[bytes]) -> list[bytes]:
+        import hashlib
+
+        import torch
+
+        from fas.models.dfg import anomalous_cue, noise_seeds
+        from fas.train.dfg import decode_faces
+
+        x = decode_faces(images, self.size).to(self.device)
+        seeds = noise_seeds(self.cue.get("seed", 0), [hashlib.sha256(b).hexdigest()[:16] for b in images])
+        with torch.no_grad():
+            recon = self.generator.reconstruct(x, self.cue["noise_step"], self.cue["ddim_steps"], seeds)
+            cues, _ = anomalous_cue(x, recon)
+        return [encode_cue(c) for c in cues.cpu().numpy()]
+
+
 def done_frames(shard_dir: Path) -> set[str]:
     return {f for p in sorted(shard_dir.glob("part-*.parquet"))
             for f in pq.read_table(p, columns=["frame_id"]).column("frame_id").to_pylist()}

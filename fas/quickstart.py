@@ -30,7 +30,7 @@ class QuickstartConfig:
     detector: str = "haar"
     image_size: int = 128
     epochs: int | None = None  # training epochs; default: the method's tiny config (CLIPC8 10, PDLE 8)
-    steps: int | None = None  # AG-FAS: generator and OA-Net steps; default: their tiny configs (300 and 200)
+    steps: int | None = None  # AG-FAS: stand-in VAE, generator and OA-Net steps; default: tiny configs' (100/100/200)
     protocol: str | None = None  # e.g. synth-cam-a&synth-cam-b->synth-cam-c; default: train/dev/test splits
     train: bool = True  # false: stop after preparing the data
     address: str | None = None
@@ -75,7 +75,7 @@ def run_quickstart(cfg: QuickstartConfig) -> int:
 
 
 TINY_CONFIGS = {"clipc8": "clipc8_tiny.yaml", "pdle": "pdle_tiny.yaml", "agfas": "oanet_tiny.yaml"}
-QUICKSTART_DDIM_STEPS = 10  # 9 DDIM steps from t = 801 (the paper's 50-step grid runs 41): a CPU-budget choice
+QUICKSTART_DDIM_STEPS = 5  # 4 DDIM steps from t = 801 (the paper's 50-step grid runs 41): a CPU-budget choice
 
 
 def _train_method(method: str, out: Path, cfg: QuickstartConfig):
@@ -107,7 +107,9 @@ def _train_agfas(out: Path, cfg: QuickstartConfig):
 
     common = {"storage_path": str(out.resolve() / "train"), "protocol": cfg.protocol, "address": cfg.address}
     steps = {"steps": cfg.steps} if cfg.steps else {}
-    dfg_cfg = load_config(dfg.DFGConfig, "dfg_tiny.yaml", {**common, **steps, "cache": str(out / "cache" / "class8")})
+    fit_steps = {"vae_fit_steps": cfg.steps} if cfg.steps else {}
+    dfg_cfg = load_config(dfg.DFGConfig, "dfg_tiny.yaml", {**common, **steps, **fit_steps,
+                                                                     "cache": str(out / "cache" / "class8")})
     print(f"[4/5] a. training the tiny De-fake Face Generator on real faces only ({dfg_cfg.steps} steps, stand-in "
           f"VAE fitted first; Ray Train + DeepSpeed ZeRO-{dfg_cfg.zero_stage} on CPU)")
     generator = dfg.train(dfg_cfg)

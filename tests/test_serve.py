@@ -333,7 +333,7 @@ def test_models_listing(served, model_folders, jpeg):
     for card in listing["models"]:
         assert card["version"] == versions[card["name"]] and card["version"].startswith(card["method"] + "-")
         assert card["threshold"] == 0.5 and card["threshold_rule"] == "dev_eer"
-    assert listing["fusion"] == {"rule": "weighted_mean", "threshold": 0.5}
+    assert listing["fusion"] == {"rule": "weighted_mean", "threshold": pytest.approx(0.5)}
     assert listing["face"]["no_face"] == "whole_frame" and listing["limits"]["formats"] == ["JPEG", "PNG"]
 
 

@@ -91,7 +91,8 @@ def test_json_image_accepts_wrapped_base64_and_data_urls():
 
 @pytest.mark.parametrize("name,models", [
     ("config.yaml", [("clipc8", "runs/quickstart/models/clipc8")]),
-    ("config_fused.yaml", [("clipc8", "runs/quickstart/models/clipc8"), ("pdle", "runs/quickstart/models/pdle")])])
+    ("config_fused.yaml", [("clipc8", "runs/quickstart/models/clipc8"), ("pdle", "runs/quickstart/models/pdle"),
+                           ("agfas", "runs/quickstart/models/agfas")])])
 def test_repo_serve_configs_are_valid(name, models):
     """serve/*.yaml pass Serve's own schema and our builder's config checks (model folders aside); the default
     serves what the default quickstart trains."""

@@ -49,13 +49,9 @@ class CueServer:
     Each crop's noise is seeded by a hash of its bytes, so the same crop always gets the same cue."""
 
     def __init__(self, generator: str, cue: dict, max_batch_size: int, batch_wait_timeout_s: float):
-        import torch
+        from fas.cues import CueGenerator
 
-        from fas.train.dfg import load_generator
-
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.generator, meta = load_generator(generator, self.device)
-        self.size, self.cue = meta["image_size"], cue
+        self.generator = CueGenerator(generator, cue)
         self.cue_batch.set_max_batch_size(max_batch_size)
         self.cue_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
@@ -64,23 +60,7 @@ class CueServer:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def cue_batch(self, images: list[bytes]) -> list[bytes]:
-        return await asyncio.to_thread(self._cues, images)
-
-    def _cues(self, images: list[bytes]) -> list[bytes]:
-        import hashlib
-
-        import torch
-
-        from fas.cues import encode_cue
-        from fas.models.dfg import anomalous_cue, noise_seeds
-        from fas.train.dfg import decode_faces
-
-        x = decode_faces(images, self.size).to(self.device)
-        seeds = noise_seeds(self.cue.get("seed", 0), [hashlib.sha256(b).hexdigest()[:16] for b in images])
-        with torch.no_grad():
-            recon = self.generator.reconstruct(x, self.cue["noise_step"], self.cue["ddim_steps"], seeds)
-            cues, _ = anomalous_cue(x, recon)
-        return [encode_cue(c) for c in cues.cpu().numpy()]
+        return await asyncio.to_thread(self.generator, images)
 
     def ready(self) -> bool:
         return True

@@ -126,6 +126,7 @@ class InProcessPipeline:
     """The served computation without Serve: validation, face stage, each predictor, fusion, in one process."""
 
     def __init__(self, app_args: dict):
+        from fas.cues import CueGenerator
         from fas.predict import load_predictor
         from fas.serve.config import load_model_card, parse_app_config
         from fas.serve.pipeline import FacePipeline
@@ -134,6 +135,8 @@ class InProcessPipeline:
         self.cards = {m.name: load_model_card(m) for m in self.cfg.models}
         self.face = FacePipeline(self.cfg.face, {m.input for m in self.cfg.models})
         self.predictors = {name: load_predictor(card.path) for name, card in self.cards.items()}
+        self.cue_makers = {name: CueGenerator(card.generator, card.cue) for name, card in self.cards.items()
+                           if card.generator}
 
     def __call__(self, data: bytes) -> dict:
         from fas.serve.pipeline import fuse, present
@@ -144,7 +147,8 @@ class InProcessPipeline:
         results = {}
         for name, predictor in self.predictors.items():
             card = self.cards[name]
-            out = predictor.predict([face["inputs"][card.input]])
+            crops = [face["inputs"][card.input]]
+            out = predictor.predict(crops, *([self.cue_makers[name](crops)] if name in self.cue_makers else []))
             results[name] = present(out, 0, getattr(predictor, "categories", None) or card.categories)
         return fuse(results, self.cards, self.cfg.fusion)
 

@@ -121,7 +121,8 @@ def train_loop_per_worker(config: dict) -> None:
     engine.train()
     while step < cfg.steps:
         batches = 0
-        for batch in shard.iter_batches(batch_size=cfg.batch_size, batch_format="numpy", drop_last=False):
+        for batch in shard.iter_batches(batch_size=cfg.batch_size, batch_format="numpy",
+                                        local_shuffle_buffer_size=4 * cfg.batch_size, local_shuffle_seed=step):
             images = decode_faces(batch["image"], size, cfg.flip, rng).to(engine.device)
             loss = generator.training_loss(images, unet=engine)
             engine.backward(loss)
@@ -248,4 +249,6 @@ def train(cfg: DFGConfig, callbacks: list | None = None):
     if cfg.vae_fit_steps > 0 and not cfg.vae and not (read_model_config(cfg.model).get("vae") or {}).get(
             "pretrained"):
         cfg = dataclasses.replace(cfg, vae=fit_stand_in_vae(cfg))
-    return fit(train_loop_per_worker, cfg, {"train": real_faces(cfg).random_shuffle(seed=cfg.seed)}, callbacks)
+    # a step-based run passes over a small real-face set many times: a random block order plus each worker's
+    # local shuffle buffer re-executes cheaply every epoch, where a global random_shuffle costs seconds each time
+    return fit(train_loop_per_worker, cfg, {"train": real_faces(cfg).randomize_block_order(seed=cfg.seed)}, callbacks)

@@ -251,5 +251,6 @@ def train(cfg: OANetConfig, callbacks: list | None = None):
                               cue=cue_settings(cfg.cache))
     rows = training_rows(cfg.cache, ["image", "cue", "label", cfg.domain_column], cfg.protocol, cfg.fold)
     rows = rows.filter(expr=col("cue").is_not_null())  # frames the cue job could not read have no cue
-    return fit(train_loop_per_worker, cfg, {"train": rows.random_shuffle(seed=cfg.seed)}, callbacks,
+    # the per-group reservoirs mix the rows; a random block order is enough and re-executes cheaply every epoch
+    return fit(train_loop_per_worker, cfg, {"train": rows.randomize_block_order(seed=cfg.seed)}, callbacks,
                val_columns=["image", "cue", "label"])
