@@ -87,14 +87,3 @@ def dfg_run(class8_cache, tmp_path_factory):
                     cpus_per_worker=0.5)
     return cfg, train(cfg)
 
-
-@pytest.fixture(scope="session")
-def cue_cache(dfg_run, class8_cache, tmp_path_factory):
-    """Cues of the tiny CLASS-8 cache by the generator of ``dfg_run`` (a 2-step DDIM grid: fast, not faithful)."""
-    from fas.cues import CueConfig, make_cues
-
-    cfg, _ = dfg_run
-    out = tmp_path_factory.mktemp("cues") / "class8"
-    make_cues(CueConfig(generator=str(Path(cfg.storage_path) / cfg.name), cache=str(class8_cache / "cache"),
-                        out=str(out), ddim_steps=2, batch_size=32, cpus_per_actor=0.5))
-    return out

@@ -1,5 +1,5 @@
-"""AG-FAS end to end on Ray: OA-Net with SSDG on a cue cache through the evaluation harness, the noising-depth
-sweep's trial settings, and ``fas quickstart --method agfas`` (all slow but the sweep-space check)."""
+"""AG-FAS end to end on Ray: cues made for a run, then OA-Net with SSDG on them through the evaluation harness
+(what each noising-depth sweep trial runs), the sweep's trial settings, and ``fas quickstart --method agfas``."""
 
 from __future__ import annotations
 
@@ -13,10 +13,15 @@ PROTOCOL = "synth-cam-a&synth-cam-b->synth-cam-c"
 
 
 @pytest.fixture(scope="module")
-def oanet_run(cue_cache, tmp_path_factory):
+def oanet_run(dfg_run, class8_cache, tmp_path_factory):
+    """OA-Net with its cues made first by the generator of ``dfg_run`` (the path each noising-depth sweep trial
+    takes), on a 2-step DDIM grid: fast, not faithful."""
     from fas.train.oanet import OANetConfig, train
 
-    cfg = OANetConfig(cache=str(cue_cache), storage_path=str(tmp_path_factory.mktemp("oanet")), name="oanet",
+    generator, _ = dfg_run
+    cfg = OANetConfig(generator=str(Path(generator.storage_path) / generator.name), ddim_steps=2,
+                      source_cache=str(class8_cache / "cache"), storage_path=str(tmp_path_factory.mktemp("oanet")),
+                      name="oanet",
                       protocol=PROTOCOL, model="oanet-tiny", pretrained=None, cue_pretrained=None, steps=8,
                       checkpoint_every=4, per_group=2, pool_size=16, stream_batch=16, lr=1e-3, engine="ddp",
                       num_workers=2, use_gpu=False, cpus_per_worker=0.5)
@@ -24,10 +29,12 @@ def oanet_run(cue_cache, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_oanet_trains_on_cues_and_evaluates_leave_one_domain_out(oanet_run, cue_cache, tmp_path):
+def test_oanet_trains_on_cues_and_evaluates_leave_one_domain_out(oanet_run, tmp_path):
     from fas.evaluate import EvaluateConfig, evaluate
 
     cfg, result = oanet_run
+    cue_cache = Path(cfg.storage_path) / cfg.name / "cues"
+    assert json.loads((cue_cache / "cache.json").read_text())["frames_with_cue"] == 216
     folder = Path(result.checkpoint.path)
     state = json.loads((folder / "train_state.json").read_text())
     assert state["step"] == 8 and [h["step"] for h in state["history"]] == [4, 8]
@@ -73,3 +80,4 @@ def test_quickstart_runs_agfas_by_one_flag(tmp_path):
     served = tmp_path / "qs" / "models" / "agfas"
     assert json.loads((served / "model_config.json").read_text())["method"] == "oanet"
     assert (served / "generator" / "generator_config.json").is_file() and (served / "generator" / "unet").is_dir()
+

@@ -19,7 +19,7 @@ def _fas(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "HF_HUB_OFFLINE": "1"}
     env.pop("RAY_ADDRESS", None)
     return subprocess.run([sys.executable, "-m", "fas.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=900)
 
 
 @pytest.mark.slow

@@ -216,6 +216,9 @@ def make_trial_cues(cfg: OANetConfig) -> str:
 
     if not cfg.source_cache:
         raise ValueError("--generator needs --source-cache: the frame cache to make the cues for")
+    if "://" in cfg.storage_path:
+        raise ValueError("cues are written as a frame cache on a shared filesystem: give a local or mounted "
+                         "storage_path with --generator, or make the cues first with jobs/make_cues.py")
     out = Path(cfg.storage_path) / cfg.name / "cues"
     summary = make_cues(CueConfig(generator=cfg.generator, cache=cfg.source_cache, out=str(out),
                                   noise_step=cfg.noise_step, ddim_steps=cfg.ddim_steps, address=cfg.address))
