@@ -55,12 +55,20 @@ def cmd_quickstart(args) -> int:
     return run_quickstart(_load(QuickstartConfig, args))
 
 
-def cmd_zero_shot(args) -> int:
-    from fas.train.clipc8 import CLIPC8Config, export_zero_shot
+def cmd_train(args) -> int:
+    from fas.jobs import train_main
 
-    folder = export_zero_shot(_load(CLIPC8Config, args), args.out)
-    print(f"zero-shot CLIPC8 checkpoint: {folder}\nevaluate it: python jobs/evaluate.py --checkpoint {folder} "
-          "--cache CACHE --protocol clipc8_zeroshot --threshold-rule 0.5")
+    train_main(args.rest)
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from fas.methods import get_method, method_names
+
+    for name in method_names(with_aliases=False):
+        m = get_method(name)
+        aliases = f" (alias {', '.join(m.aliases)})" if m.aliases else ""
+        print(f"{name:<8}{aliases}: {m.summary}\n          configs: {m.default_config} (paper), {m.tiny_config} (tiny)")
     return 0
 
 
@@ -73,8 +81,9 @@ def cmd_bench_data(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from fas.data.cache import PrepareConfig
+    from fas.methods import get_method, method_names
+    from fas.methods.base import resolve
     from fas.quickstart import QuickstartConfig
-    from fas.train.clipc8 import CLIPC8Config
 
     parser = argparse.ArgumentParser(prog="fas", description="Face anti-spoofing on Ray")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -102,10 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p, PrepareConfig, skip=("manifest",))
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("zero-shot", help="write pretrained CLIPC8 (no fine-tuning) as a checkpoint to evaluate")
-    p.add_argument("--out", required=True, help="checkpoint folder to write")
-    _add_config_flags(p, CLIPC8Config, skip=("name", "storage_path", "cache"))
-    p.set_defaults(func=cmd_zero_shot, config="clipc8.yaml")
+    p = sub.add_parser("methods", help="list the registered methods and their configs")
+    p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("train", help="train a method (the same as jobs/train.py METHOD ...)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_train)
+
+    for name in method_names(with_aliases=False):  # a method's own subcommands (CLIPC8: zero-shot)
+        for command in get_method(name).commands:
+            resolve(command)(sub)
 
     p = sub.add_parser("bench-data", help="data-plane throughput: Ray Data pipeline vs a single-process loop")
     p.add_argument("--out", required=True)

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from fas.data.cache import CACHE_INDEX, SHARD_DIR, load_index, write_shard
 
 CUE_COLUMNS = ("cue", "cue_rms", "cue_error")
+GENERATOR_CONFIG = "generator_config.json"  # what marks a generator folder (its ``method`` names the record)
 
 
 @dataclasses.dataclass
@@ -48,16 +49,26 @@ class CueConfig:
 
 def latest_generator_checkpoint(path: str | Path) -> Path:
     """``path`` itself when it is a generator checkpoint, else its newest ``checkpoint_*`` holding one."""
-    from fas.train.dfg import GENERATOR_CONFIG
-
     path = Path(path)
     if (path / GENERATOR_CONFIG).is_file():
         return path
     found = sorted(p for p in path.glob("checkpoint_*") if (p / GENERATOR_CONFIG).is_file())
     if not found:
         raise ValueError(f"{path} holds no generator checkpoint ({GENERATOR_CONFIG}); train one with "
-                         "jobs/train_dfg.py and pass its run folder or checkpoint folder")
+                         "`jobs/train.py dfg` and pass its run folder or checkpoint folder")
     return found[-1]
+
+
+def load_cue_maker(folder: str | Path, device: str | None = None, **settings):
+    """The cue maker of a generator folder, by the method its ``generator_config.json`` names."""
+    from fas.methods import get_method
+    from fas.methods.base import resolve
+
+    meta = json.loads((Path(folder) / GENERATOR_CONFIG).read_text())
+    method = get_method(meta.get("method", "dfg"), meta.get("method_module"))
+    if method.cue_maker is None:
+        raise ValueError(f"{folder}: method {method.name!r} makes no cues")
+    return resolve(method.cue_maker)(folder, device, **settings)
 
 
 def encode_cue(cue: np.ndarray) -> bytes:
@@ -71,77 +82,41 @@ def decode_cues(blobs) -> np.ndarray:
     return np.stack([np.load(io.BytesIO(bytes(b)), allow_pickle=False) for b in blobs]).astype(np.float32)
 
 
-class CueMaker:
-    """Ray Data ``map_batches`` callable: one generator per actor (on its GPU when it has one)."""
+class CueBatch:
+    """Ray Data ``map_batches`` callable: one cue maker per actor (on its GPU when it has one); every source row
+    comes back with its cue, or with the reason it has none."""
 
     def __init__(self, cfg: CueConfig, checkpoint: str):
         import torch
 
-        from fas.train.dfg import load_generator
-
         device = "cuda" if cfg.gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
-        self.generator, meta = load_generator(checkpoint, device)
-        self.device, self.size, self.cfg = device, meta["image_size"], cfg
-        self.noise_step = cfg.noise_step if cfg.noise_step is not None else meta["noise_step"]
+        self.maker = load_cue_maker(checkpoint, device, noise_step=cfg.noise_step, ddim_steps=cfg.ddim_steps,
+                                    seed=cfg.seed)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import torch
-
-        from fas.data.faces import decode_image
-        from fas.models.dfg import anomalous_cue, noise_seeds
-        from fas.train.dfg import decode_faces
-
-        errors = []
-        for blob in batch["image"].to_pylist():
-            try:
-                decode_image(blob)
-                errors.append("")
-            except (ValueError, TypeError) as exc:
-                errors.append(f"undecodable image: {exc}")
-        good = [i for i, e in enumerate(errors) if not e]
-        cues, rms = [None] * len(errors), [None] * len(errors)
-        if good:
-            rows = batch.take(good)
-            x = decode_faces(rows["image"].to_pylist(), self.size).to(self.device)
-            seeds = noise_seeds(self.cfg.seed, rows["frame_id"].to_pylist())
-            with torch.no_grad():
-                recon = self.generator.reconstruct(x, self.noise_step, self.cfg.ddim_steps, seeds)
-                cue, norm = anomalous_cue(x, recon)
-            for i, c, n in zip(good, cue.cpu().numpy(), norm.cpu().numpy()):
-                cues[i], rms[i] = encode_cue(c), float(n)
+        cues, rms, errors = self.maker(batch["image"].to_pylist(), batch["frame_id"].to_pylist())
         return (batch.append_column("cue", pa.array(cues, pa.binary()))
                 .append_column("cue_rms", pa.array(rms, pa.float32()))
                 .append_column("cue_error", pa.array(errors, pa.string())))
 
 
 class CueGenerator:
-    """Encoded crops -> encoded cues with a model's generator and cue settings (serving and in-process baselines).
+    """Encoded crops -> encoded cues with a model's generator and cue settings (Serve and in-process baselines).
 
     Each crop's noise is seeded by a hash of its bytes, so the same crop always gets the same cue."""
 
     def __init__(self, generator: str, cue: dict, device: str | None = None):
-        import torch
-
-        from fas.train.dfg import load_generator
-
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.generator, meta = load_generator(generator, self.device)
-        self.size, self.cue = meta["image_size"], cue
+        self.maker = load_cue_maker(generator, device, noise_step=cue["noise_step"], ddim_steps=cue["ddim_steps"],
+                                    seed=cue.get("seed", 0))
 
     def __call__(self, images: list[bytes]) -> list[bytes]:
         import hashlib
 
-        import torch
-
-        from fas.models.dfg import anomalous_cue, noise_seeds
-        from fas.train.dfg import decode_faces
-
-        x = decode_faces(images, self.size).to(self.device)
-        seeds = noise_seeds(self.cue.get("seed", 0), [hashlib.sha256(b).hexdigest()[:16] for b in images])
-        with torch.no_grad():
-            recon = self.generator.reconstruct(x, self.cue["noise_step"], self.cue["ddim_steps"], seeds)
-            cues, _ = anomalous_cue(x, recon)
-        return [encode_cue(c) for c in cues.cpu().numpy()]
+        cues, _, errors = self.maker(images, [hashlib.sha256(b).hexdigest()[:16] for b in images])
+        bad = [e for e in errors if e]
+        if bad:
+            raise ValueError(f"cannot make the cue of {len(bad)} crops: {bad[0]}")
+        return cues
 
 
 def done_frames(shard_dir: Path) -> set[str]:
@@ -159,8 +134,6 @@ def make_cues(cfg: CueConfig) -> dict:
 
     checkpoint = latest_generator_checkpoint(cfg.generator)
     if cfg.noise_step is None:  # the generator config's default, written into the index as used
-        from fas.train.dfg import GENERATOR_CONFIG
-
         noise_step = json.loads((checkpoint / GENERATOR_CONFIG).read_text())["noise_step"]
         cfg = dataclasses.replace(cfg, noise_step=noise_step)
     source_ids = read_cache_table(cfg.cache, columns=["frame_id"]).column("frame_id").to_pylist()
@@ -176,7 +149,7 @@ def make_cues(cfg: CueConfig) -> dict:
         if done:
             ds = ds.filter(expr=col("frame_id").not_in(sorted(done)))
         gpus = {"num_gpus": cfg.gpus_per_actor} if cfg.gpus_per_actor > 0 else {}
-        ds = ds.map_batches(CueMaker, fn_constructor_kwargs={"cfg": cfg, "checkpoint": str(checkpoint)},
+        ds = ds.map_batches(CueBatch, fn_constructor_kwargs={"cfg": cfg, "checkpoint": str(checkpoint)},
                             batch_size=cfg.batch_size, batch_format="pyarrow", num_cpus=cfg.cpus_per_actor, **gpus,
                             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cfg.actors)))
         for table in ds.iter_batches(batch_size=cfg.rows_per_file, batch_format="pyarrow"):

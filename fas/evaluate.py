@@ -32,7 +32,7 @@ class ScoreBatch:
     """Actor-pool stage: one predictor per actor, scores a batch of encoded frames."""
 
     def __init__(self, checkpoint: str):
-        from fas.predict import load_predictor
+        from fas.methods import load_predictor
 
         self.predictor = load_predictor(checkpoint)
 
@@ -50,11 +50,11 @@ def score_cache(cfg: EvaluateConfig) -> pd.DataFrame:
     from ray.data.expressions import col
 
     from fas.data.cache import read_cache
-    from fas.predict import read_checkpoint_meta
+    from fas.methods import model_inputs, read_model_meta
     from fas.ray_utils import init_ray
 
     init_ray(cfg.address)
-    inputs = read_checkpoint_meta(cfg.checkpoint).get("inputs", ["image"])  # OA-Net also reads the cue column
+    inputs = list(model_inputs(read_model_meta(cfg.checkpoint)))  # OA-Net also reads the cue column
     ds = read_cache(cfg.cache, columns=SCORE_COLUMNS + inputs)
     for column in inputs:  # a frame the cue job could not read has no cue (listed in the cue cache's index)
         ds = ds.filter(expr=col(column).is_not_null())
@@ -68,13 +68,13 @@ def score_cache(cfg: EvaluateConfig) -> pd.DataFrame:
 
 def evaluate(cfg: EvaluateConfig) -> dict:
     from fas.eval.report import evaluate_scores, write_results
-    from fas.predict import read_checkpoint_meta
+    from fas.methods import read_model_meta
 
-    meta = read_checkpoint_meta(cfg.checkpoint)
+    meta = read_model_meta(cfg.checkpoint)
     scores = score_cache(cfg).rename(columns={"sample_id": "video"})
     categories = meta.get("categories")
     if categories:  # category tables only when every evaluated attack has a category
-        from fas.train.clipc8 import attack_category
+        from fas.eval.categories import attack_category
 
         truth = [attack_category(a, categories, meta.get("attack_to_category", {})) for a in scores["attack"]]
         if None in truth:

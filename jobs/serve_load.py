@@ -6,23 +6,11 @@ Starts a local Ray cluster on 127.0.0.1 (or joins --address), deploys the applic
 its own name and route, runs the bounded phases of ``fas.serve.load`` and prints the report as JSON.
 """
 
-import argparse
 import json
-import logging
 
-from fas.config import add_config_flags, config_from_args
+from fas.jobs import run_job
 from fas.serve.load import LoadConfig, format_report, run_load
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_flags(parser, LoadConfig)
-    cfg = config_from_args(LoadConfig, parser.parse_args())
-    logging.basicConfig(level=logging.WARNING)
-    report = run_load(cfg)
-    print(json.dumps(report, indent=2))
-    print(format_report(report))
-
-
 if __name__ == "__main__":
-    main()
+    run_job(LoadConfig, run_load, lambda cfg, report: json.dumps(report, indent=2) + "\n" + format_report(report),
+            __doc__)

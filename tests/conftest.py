@@ -78,12 +78,14 @@ def class8_cache(tmp_path_factory, ray_local):
 @pytest.fixture(scope="session")
 def dfg_run(class8_cache, tmp_path_factory):
     """A tiny generator trained for 12 steps by 2 DeepSpeed workers (stand-in VAE fitted first)."""
-    from fas.train.dfg import DFGConfig, train
+    from fas.config import from_dict
+    from fas.engine import train
+    from fas.methods.dfg.config import DFGConfig
 
     storage = tmp_path_factory.mktemp("dfg_runs")
-    cfg = DFGConfig(cache=str(class8_cache / "cache"), storage_path=str(storage), name="dfg", model="dfg-tiny",
-                    steps=12, batch_size=8, lr=1e-3, checkpoint_every=4, log_every=4, vae_fit_steps=20,
-                    vae_fit_images=64, engine="deepspeed", zero_stage=2, num_workers=2, use_gpu=False,
-                    cpus_per_worker=0.5)
+    cfg = from_dict(DFGConfig, dict(cache=str(class8_cache / "cache"), storage_path=str(storage), name="dfg",
+                                    model="dfg-tiny", steps=12, batch_size=8, lr=1e-3, checkpoint_every=4,
+                                    log_every=4, vae_fit_steps=20, vae_fit_images=64, engine="deepspeed",
+                                    zero_stage=2, num_workers=2, use_gpu=False, cpus_per_worker=0.5))
     return cfg, train(cfg)
 

@@ -16,15 +16,17 @@ PROTOCOL = "synth-cam-a&synth-cam-b->synth-cam-c"
 def oanet_run(dfg_run, class8_cache, tmp_path_factory):
     """OA-Net with its cues made first by the generator of ``dfg_run`` (the path each noising-depth sweep trial
     takes), on a 2-step DDIM grid: fast, not faithful."""
-    from fas.train.oanet import OANetConfig, train
+    from fas.config import from_dict
+    from fas.engine import train
+    from fas.methods.oanet.config import OANetConfig
 
     generator, _ = dfg_run
-    cfg = OANetConfig(generator=str(Path(generator.storage_path) / generator.name), ddim_steps=2,
-                      source_cache=str(class8_cache / "cache"), storage_path=str(tmp_path_factory.mktemp("oanet")),
-                      name="oanet",
-                      protocol=PROTOCOL, model="oanet-tiny", pretrained=None, cue_pretrained=None, steps=8,
-                      checkpoint_every=4, per_group=2, pool_size=16, stream_batch=16, lr=1e-3, engine="ddp",
-                      num_workers=2, use_gpu=False, cpus_per_worker=0.5)
+    cfg = from_dict(OANetConfig, dict(
+        generator=str(Path(generator.engine.storage_path) / generator.engine.name), ddim_steps=2,
+        source_cache=str(class8_cache / "cache"), storage_path=str(tmp_path_factory.mktemp("oanet")), name="oanet",
+        protocol=PROTOCOL, model="oanet-tiny", pretrained=None, cue_pretrained=None, steps=8, checkpoint_every=4,
+        per_group=2, pool_size=16, stream_batch=16, lr=1e-3, engine="ddp", num_workers=2, use_gpu=False,
+        cpus_per_worker=0.5))
     return cfg, train(cfg)
 
 
@@ -33,7 +35,7 @@ def test_oanet_trains_on_cues_and_evaluates_leave_one_domain_out(oanet_run, tmp_
     from fas.evaluate import EvaluateConfig, evaluate
 
     cfg, result = oanet_run
-    cue_cache = Path(cfg.storage_path) / cfg.name / "cues"
+    cue_cache = Path(cfg.engine.storage_path) / cfg.engine.name / "cues"
     assert json.loads((cue_cache / "cache.json").read_text())["frames_with_cue"] == 216
     folder = Path(result.checkpoint.path)
     state = json.loads((folder / "train_state.json").read_text())
@@ -50,11 +52,13 @@ def test_oanet_trains_on_cues_and_evaluates_leave_one_domain_out(oanet_run, tmp_
 
 @pytest.mark.slow
 def test_oanet_without_a_cue_cache_is_a_clear_error(class8_cache, tmp_path):
-    from fas.train.oanet import OANetConfig, train
+    from fas.config import from_dict
+    from fas.engine import train
+    from fas.methods.oanet.config import OANetConfig
 
     with pytest.raises(ValueError, match="without cues; make its cues first"):
-        train(OANetConfig(cache=str(class8_cache / "cache"), storage_path=str(tmp_path), model="oanet-tiny",
-                          pretrained=None, cue_pretrained=None, use_gpu=False))
+        train(from_dict(OANetConfig, dict(cache=str(class8_cache / "cache"), storage_path=str(tmp_path),
+                                          model="oanet-tiny", pretrained=None, cue_pretrained=None, use_gpu=False)))
 
 
 def test_noising_depth_sweep_sets_generator_and_depth_per_trial():

@@ -9,8 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fas.models.clipc8 import CLASS8_PROMPTS, WeightsNotFound, create_clipc8
-from fas.train.clipc8 import CLIPC8Config, category_index
+from fas.config import from_dict
+from fas.methods.clipc8.config import CLASS8_PROMPTS, CLIPC8Config
+from fas.methods.clipc8.model import WeightsNotFound, create_clipc8
+from fas.methods.clipc8.task import category_index
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +62,11 @@ def test_attack_types_map_to_categories_through_config():
 @pytest.mark.slow
 def test_two_workers_with_deepspeed_train_and_the_checkpoint_evaluates(class8_cache):
     from fas.evaluate import EvaluateConfig, evaluate
-    from fas.train.clipc8 import train
+    from fas.engine import train
 
-    cfg = CLIPC8Config(cache=str(class8_cache / "cache"), storage_path=str(class8_cache / "runs"), name="t",
-                       model="clipc8-tiny", pretrained=None, epochs=5, lr=3e-4, num_workers=2, cpus_per_worker=0.5,
-                       batch_size=8)
+    cfg = from_dict(CLIPC8Config, dict(cache=str(class8_cache / "cache"), storage_path=str(class8_cache / "runs"),
+                                       name="t", model="clipc8-tiny", pretrained=None, epochs=5, lr=3e-4,
+                                       num_workers=2, cpus_per_worker=0.5, batch_size=8))
     checkpoint = Path(train(cfg).checkpoint.path)
     state = json.loads((checkpoint / "train_state.json").read_text())
     losses = [h["loss"] for h in state["history"]]
@@ -90,11 +92,11 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(class8_cache):
 
     import psutil
 
-    from fas.train.clipc8 import train
+    from fas.engine import train
 
-    cfg = CLIPC8Config(cache=str(class8_cache / "cache"), storage_path=str(class8_cache / "runs"), name="killed",
-                       model="clipc8-tiny", pretrained=None, epochs=6, lr=3e-4, num_workers=2, cpus_per_worker=0.5,
-                       batch_size=8, max_failures=2)
+    cfg = from_dict(CLIPC8Config, dict(cache=str(class8_cache / "cache"), storage_path=str(class8_cache / "runs"),
+                                       name="killed", model="clipc8-tiny", pretrained=None, epochs=6, lr=3e-4,
+                                       num_workers=2, cpus_per_worker=0.5, batch_size=8, max_failures=2))
     result = {}
     runner = threading.Thread(target=lambda: result.setdefault("r", train(cfg)))
     runner.start()
@@ -143,11 +145,12 @@ def test_predictor_runs_on_the_requested_device_and_returns_numpy(tmp_path):
     import numpy as np
 
     from fas.data.faces import encode_image
-    from fas.predict import load_predictor
-    from fas.train.clipc8 import save_portable
+    from fas.methods import load_predictor
+    from fas.methods.base import write_model_folder
+    from fas.methods.clipc8.task import portable_meta
 
     model, pre = create_clipc8("clipc8-tiny", None)
-    save_portable(model, pre, CLIPC8Config(model="clipc8-tiny", pretrained=None), tmp_path)
+    write_model_folder(tmp_path, model.state_dict(), portable_meta(CLIPC8Config(model="clipc8-tiny"), pre))
     predictor = load_predictor(tmp_path, device="cpu")
     out = predictor.predict([encode_image(np.full((64, 64, 3), 128, np.uint8))])
     assert predictor.device == "cpu" and out["probs"].dtype == np.float32 and out["category"].dtype == np.int64

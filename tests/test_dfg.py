@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from fas.models.dfg import anomalous_cue, create_generator, noise_seeds
+from fas.methods.dfg.model import anomalous_cue, create_generator, noise_seeds
 from fas.models.weights import WeightsNotFound
 
 
@@ -83,7 +83,7 @@ def test_no_identity_variant_conditions_on_one_zero_token():
 
 
 def test_anoddpm_variant_diffuses_in_pixel_space():
-    from fas.models.dfg import read_model_config
+    from fas.methods.dfg.model import read_model_config
 
     torch.manual_seed(0)
     generator = create_generator("anoddpm-tiny", condition="none")
@@ -99,7 +99,7 @@ def test_onnx_identity_network_gives_the_pre_pooling_feature_map(tmp_path):
     """An ArcFace-like ONNX graph (CNN -> flatten -> embedding): the tokens are its 4-D map before the flatten."""
     import timm
 
-    from fas.models.dfg import load_identity
+    from fas.methods.dfg.model import load_identity
 
     class FaceNet(torch.nn.Module):
         def __init__(self):
@@ -128,7 +128,7 @@ def test_onnx_identity_network_gives_the_pre_pooling_feature_map(tmp_path):
 def test_missing_sd_vae_names_what_to_download(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HOME", str(tmp_path))
-    from fas.models.dfg import load_vae
+    from fas.methods.dfg.model import load_vae
 
     with pytest.raises(WeightsNotFound, match="stable-diffusion-v1-5/stable-diffusion-v1-5"):
         load_vae({"pretrained": "stable-diffusion-v1-5/stable-diffusion-v1-5", "subfolder": "vae"})
@@ -137,7 +137,7 @@ def test_missing_sd_vae_names_what_to_download(tmp_path, monkeypatch):
 def test_unet_init_loads_every_weight_but_the_identity_projection(tmp_path):
     from diffusers import UNet2DConditionModel
 
-    from fas.models.dfg import build_unet, read_model_config
+    from fas.methods.dfg.model import build_unet, read_model_config
 
     spec = read_model_config("dfg-tiny")["unet"]
     plain = {k: v for k, v in spec.items() if not k.startswith("encoder_hid")}  # SD's UNet has no such layer
@@ -167,18 +167,17 @@ def test_deepspeed_workers_train_the_unet_and_loss_falls(dfg_run):
     losses = [h["loss"] for h in state["history"]]
     assert state["step"] == 12 and len(losses) == 3
     assert losses[-1] < losses[0]
-    assert (Path(cfg.storage_path) / "dfg" / "stand_in_vae" / "config.json").is_file()
+    assert (Path(cfg.engine.storage_path) / "dfg" / "stand_in_vae" / "config.json").is_file()
     assert (Path(result.checkpoint.path) / "vae" / "config.json").is_file()  # the stand-in travels along
 
 
 @pytest.mark.slow
 def test_resumed_run_continues_from_its_step(dfg_run):
-    import dataclasses
-
-    from fas.train.dfg import train
+    from fas.config import replace
+    from fas.engine import train
 
     cfg, _ = dfg_run
-    resumed = train(dataclasses.replace(cfg, steps=16))
+    resumed = train(replace(cfg, steps=16))
     state = json.loads((Path(resumed.checkpoint.path) / "train_state.json").read_text())
     assert state["step"] == 16
     assert [h["resumed_from"] for h in state["history"]] == [0, 0, 0, 12]
@@ -207,8 +206,8 @@ def test_cue_job_covers_every_frame_and_resumes(dfg_run, class8_cache, tmp_path)
     cfg, result = dfg_run
     source = tmp_path / "source"
     bad = corrupt_copy(class8_cache / "cache", source)
-    cue_cfg = CueConfig(generator=str(Path(cfg.storage_path) / "dfg"), cache=str(source), out=str(tmp_path / "cues"),
-                        ddim_steps=5, batch_size=16, rows_per_file=64, cpus_per_actor=0.5)
+    cue_cfg = CueConfig(generator=str(Path(cfg.engine.storage_path) / "dfg"), cache=str(source),
+                        out=str(tmp_path / "cues"), ddim_steps=5, batch_size=16, rows_per_file=64, cpus_per_actor=0.5)
     summary = make_cues(cue_cfg)
     table = read_cache_table(tmp_path / "cues")
     assert sorted(table["frame_id"].to_pylist()) == sorted(read_cache_table(source)["frame_id"].to_pylist())

@@ -47,7 +47,7 @@ def test_ray_job_submit_trains_on_two_nodes(three_node_cluster, class8_cache, tm
     # unpacks the working dir into it, so the driver can catch a node rewriting it. The code is installed on every
     # node (as cluster.yaml does), so the job runs the repo's script by path; on a real cluster use --working-dir.
     cmd = [sys.executable, "-m", "ray.scripts.scripts", "job", "submit", "--address", address,
-           "--", sys.executable, str(REPO / "jobs" / "train_clipc8.py"), "--config", "clipc8_tiny.yaml",
+           "--", sys.executable, str(REPO / "jobs" / "train.py"), "clipc8", "--config", "clipc8_tiny.yaml",
            "--cache", str(class8_cache / "cache"), "--storage-path", str(storage), "--name", "multinode",
            "--epochs", "1", "--num-workers", "2", "--cpus-per-worker", "1.5"]  # 1.5 CPUs: one worker per 2-CPU node
     for _ in range(12):  # the head's job agent takes a few seconds to come up after the nodes do
@@ -63,7 +63,7 @@ def test_ray_job_submit_trains_on_two_nodes(three_node_cluster, class8_cache, tm
     nodes = {a.node_id for a in actors}
     assert len(nodes) >= 2 and nodes <= set(worker_nodes), nodes
 
-    from fas.predict import load_predictor
+    from fas.methods import load_predictor
 
     checkpoints = sorted(p for p in (storage / "multinode").glob("checkpoint_*") if p.is_dir())
     assert checkpoints, list(storage.rglob("*"))[:20]

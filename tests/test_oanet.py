@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fas.models.oanet import MODES, create_oanet, vit_features
+from fas.methods.oanet.model import MODES, create_oanet, vit_features
 from fas.models.weights import WeightsNotFound
-from fas.train.ssdg import SSDGLoss, SingleSideDiscriminator, asymmetric_triplet_loss, grl_ramp
+from fas.methods.oanet.ssdg import SSDGLoss, SingleSideDiscriminator, asymmetric_triplet_loss, grl_ramp
 
 SIZE = 64
 

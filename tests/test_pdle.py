@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from fas.models.pdle import create_pdle, expected_liveness, reverse_gradient
-from fas.train.patch_exchange import OppositePool, draw_lambda, exchange_batch, random_box
-from fas.train.pdle import PDLEConfig
+from fas.methods.pdle.model import create_pdle, expected_liveness
+from fas.models.layers import reverse_gradient
+from fas.methods.pdle.patch_exchange import OppositePool, draw_lambda, exchange_batch, random_box
+from fas.config import from_dict
+from fas.methods.pdle.config import PDLEConfig
 
 LOO = "synth-cam-a&synth-cam-b->synth-cam-c"
 
@@ -134,14 +136,14 @@ def _tiny_cfg(cache_root: Path, name: str, **kw) -> PDLEConfig:
     base = dict(cache=str(cache_root / "cache"), storage_path=str(cache_root / "runs"), name=name, model="pdle-tiny",
                 pretrained=None, epochs=6, batch_size=32, lr=1e-3, image_size=64, crop_size=56, num_workers=2,
                 cpus_per_worker=0.5, protocol=LOO)
-    return PDLEConfig(**{**base, **kw})
+    return from_dict(PDLEConfig, {**base, **kw})
 
 
 @pytest.mark.slow
 def test_leave_one_domain_out_training_and_evaluation(class8_cache):
     """2 DDP workers train on two camera domains; the unseen one is scored with a source-selected threshold."""
     from fas.evaluate import EvaluateConfig, evaluate
-    from fas.train.pdle import train
+    from fas.engine import train
 
     result = train(_tiny_cfg(class8_cache, "loo"))
     checkpoint = Path(result.checkpoint.path)
@@ -157,7 +159,7 @@ def test_leave_one_domain_out_training_and_evaluation(class8_cache):
 
 @pytest.mark.slow
 def test_deepspeed_is_a_config_switch_and_a_rerun_resumes(class8_cache):
-    from fas.train.pdle import train
+    from fas.engine import train
 
     cfg = _tiny_cfg(class8_cache, "ds", engine="deepspeed", epochs=2, protocol=None, label_encoding=False)
     first = json.loads((Path(train(cfg).checkpoint.path) / "train_state.json").read_text())

@@ -31,39 +31,48 @@ TINY_CPU = {"ray_actor_options": {"num_cpus": 0.05}}
 def build_clipc8_folder(folder: Path, seed: int) -> None:
     import torch
 
-    from fas.models.clipc8 import create_clipc8
-    from fas.train.clipc8 import CLIPC8Config, save_portable
+    from fas.methods.base import write_model_folder
+    from fas.methods.clipc8.config import CLIPC8Config
+    from fas.methods.clipc8.model import create_clipc8
+    from fas.methods.clipc8.task import portable_meta
 
     torch.manual_seed(seed)
     model, pre = create_clipc8("clipc8-tiny", None)
-    save_portable(model, pre, CLIPC8Config(model="clipc8-tiny", pretrained=None), folder)
+    write_model_folder(folder, model.state_dict(), portable_meta(CLIPC8Config(model="clipc8-tiny"), pre))
 
 
 def build_pdle_folder(folder: Path, seed: int) -> None:
     import torch
 
-    from fas.models.pdle import create_pdle
-    from fas.train.pdle import PDLEConfig, save_portable
+    from fas.methods.base import write_model_folder
+    from fas.methods.pdle.config import PDLEConfig
+    from fas.methods.pdle.model import create_pdle
+    from fas.methods.pdle.task import portable_meta
 
     torch.manual_seed(seed)
     cfg = PDLEConfig(model="pdle-tiny", pretrained=None, image_size=64, crop_size=56)
-    save_portable(create_pdle(cfg.model, None, cfg.num_levels), cfg, folder)
+    write_model_folder(folder, create_pdle(cfg.model, None, cfg.num_levels).state_dict(), portable_meta(cfg))
 
 
 def build_agfas_folder(folder: Path, seed: int) -> None:
     """An untrained tiny OA-Net plus the tiny generator that makes its cues (as the agfas quickstart publishes)."""
     import torch
 
-    from fas.models.oanet import create_oanet
-    from fas.train import dfg, oanet
+    from fas.methods.base import write_model_folder
+    from fas.methods.dfg.config import DFGConfig
+    from fas.methods.dfg.generator import save_generator
+    from fas.methods.dfg.model import create_generator
+    from fas.methods.oanet.config import OANetConfig
+    from fas.methods.oanet.model import create_oanet
+    from fas.methods.oanet.task import portable_meta
 
     torch.manual_seed(seed)
-    generator_cfg = dfg.DFGConfig(model="dfg-tiny")
+    generator_cfg = DFGConfig(model="dfg-tiny")
     (folder / "generator").mkdir()
-    dfg.save_portable(dfg.build_generator(generator_cfg), generator_cfg, folder / "generator")
-    cfg = oanet.OANetConfig(model="oanet-tiny", pretrained=None, cue_pretrained=None,
-                            cue={"generator": "generator", "noise_step": 801, "ddim_steps": 3, "seed": 0})
-    oanet.save_portable(create_oanet(cfg.model, None, cfg.mode, None), cfg, folder)
+    save_generator(create_generator("dfg-tiny"), generator_cfg, folder / "generator")
+    cfg = OANetConfig(model="oanet-tiny", pretrained=None, cue_pretrained=None,
+                      cue={"generator": "generator", "noise_step": 801, "ddim_steps": 3, "seed": 0})
+    write_model_folder(folder, create_oanet(cfg.model, None, cfg.mode, None).state_dict(), portable_meta(cfg))
 
 
 # name -> (builder, input kind, fusion weight): every entry is served; a new method is one more line

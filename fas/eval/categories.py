@@ -23,6 +23,12 @@ CLIPC8_CATEGORIES = ("real", "id_card", "face_mask", "online_verification", "per
 CLIPC8_DESCRIPTIONS = {"real": "Normal Facial Photo"}
 
 
+def attack_category(attack, categories: Sequence[str], attack_to_category: dict) -> int | None:
+    """The category index of one attack name (``real`` for bona fide) through the mapping; None when it has none."""
+    name = attack_to_category.get(str(attack), str(attack))
+    return list(categories).index(name) if name in categories else None
+
+
 def letters(n: int) -> list[str]:
     """CLIPC8 names the categories a, b, c, ...; beyond 26 the index is used."""
     return [string.ascii_lowercase[i] if i < 26 else str(i) for i in range(n)]

@@ -161,23 +161,24 @@ def read_threshold(folder: Path, entry: ModelEntry) -> tuple[float, str]:
 
 def load_model_card(entry: ModelEntry) -> ModelCard:
     """Check the folder and read method, categories, threshold and version; errors say what to run."""
-    from fas.predict import read_checkpoint_meta
+    from fas.cues import GENERATOR_CONFIG
+    from fas.methods import model_inputs, read_model_meta
 
     folder = Path(entry.path).expanduser().resolve()
     if not folder.is_dir():
         raise ConfigError(f"model {entry.name!r}: checkpoint folder {entry.path} ({folder}) does not exist; run "
                           f"`fas quickstart` to train the default models, or point models[].path in the serve "
                           f"config at a checkpoint folder (model.pt + model_config.json + metrics.json)")
-    meta = read_checkpoint_meta(folder)
+    meta = read_model_meta(folder)
     threshold, rule = read_threshold(folder, entry)
     categories = meta.get("categories")
     generator = None
-    if "cue" in meta.get("inputs", []):
+    if "cue" in model_inputs(meta):
         generator = folder / meta.get("generator", "generator")
-        if not (generator / "generator_config.json").is_file():
+        if not (generator / GENERATOR_CONFIG).is_file():
             raise ConfigError(f"model {entry.name!r} reads anomalous cues but {generator} holds no generator "
                               "checkpoint; publish the model with its generator (fas quickstart --method agfas "
-                              "does) or copy a jobs/train_dfg.py checkpoint there")
+                              "does) or copy a `jobs/train.py dfg` checkpoint there")
     return ModelCard(name=entry.name, path=str(folder), method=meta["method"],
                      version=model_version(folder, meta["method"]), threshold=threshold, threshold_rule=rule,
                      input=entry.input, weight=entry.weight, categories=tuple(categories) if categories else None,

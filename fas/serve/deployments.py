@@ -74,7 +74,7 @@ class ModelServer:
     """
 
     def __init__(self, card: ModelCard, max_batch_size: int, batch_wait_timeout_s: float, cue_source=None):
-        from fas.predict import load_predictor
+        from fas.methods import load_predictor
 
         self.card, self.cue_source = card, cue_source
         self.predictor = load_predictor(card.path)

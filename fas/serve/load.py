@@ -127,7 +127,7 @@ class InProcessPipeline:
 
     def __init__(self, app_args: dict):
         from fas.cues import CueGenerator
-        from fas.predict import load_predictor
+        from fas.methods import load_predictor
         from fas.serve.config import load_model_card, parse_app_config
         from fas.serve.pipeline import FacePipeline
 

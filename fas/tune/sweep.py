@@ -2,7 +2,7 @@
 
 A search space is a YAML file (``tune_spaces/*.yaml``)::
 
-    method: pdle                  # pdle | clipc8
+    method: pdle                  # a registered method (fas.methods): clipc8, pdle, oanet, ...
     base_config: pdle_tiny.yaml   # the method's config every trial starts from
     metric: val_auc               # reported by the training loop on the source-side validation rows
     mode: max
@@ -11,7 +11,7 @@ A search space is a YAML file (``tune_spaces/*.yaml``)::
     fixed:                        # optional: config fields every trial sets (e.g. the generator of the cues)
       alpha: 0.5
 
-Trials report ``val_auc`` / ``val_hter`` every epoch (``fas.train.validation``): the protocol's threshold rows,
+Trials report ``val_auc`` / ``val_hter`` every epoch (``fas.engine.validation``): the protocol's threshold rows,
 never its test domain. ``asha: true`` stops weak trials early. A sweep whose folder exists is resumed with
 ``Tuner.restore``: finished trials are kept, unfinished ones continue from their last checkpoint.
 """
@@ -23,8 +23,6 @@ from pathlib import Path
 
 import yaml
 
-METHODS = {"pdle": ("fas.train.pdle", "PDLEConfig"), "clipc8": ("fas.train.clipc8", "CLIPC8Config"),
-           "oanet": ("fas.train.oanet", "OANetConfig")}
 SAMPLERS = ("grid", "choice", "uniform", "loguniform", "randint")
 
 
@@ -46,9 +44,11 @@ class SweepConfig:
 
 
 def read_space(path: str | Path) -> dict:
+    from fas.methods import method_names
+
     space = yaml.safe_load(Path(path).read_text())
-    if not isinstance(space, dict) or space.get("method") not in METHODS:
-        raise ValueError(f"{path}: 'method' must be one of {sorted(METHODS)}")
+    if not isinstance(space, dict) or space.get("method") not in method_names():
+        raise ValueError(f"{path}: 'method' must be one of {method_names()}")
     for key in ("base_config", "metric", "mode", "params"):
         if key not in space:
             raise ValueError(f"{path}: missing '{key}'")
@@ -71,13 +71,6 @@ def param_space(params: dict) -> dict:
     return out
 
 
-def method_config(method: str):
-    import importlib
-
-    module, cls = METHODS[method]
-    return importlib.import_module(module), getattr(importlib.import_module(module), cls)
-
-
 def trial_overrides(space: dict, cfg: SweepConfig) -> dict:
     """What every trial sets on top of the base config: the space's ``fixed`` block, then the sweep's flags."""
     given = {"cache": cfg.cache, "protocol": cfg.protocol, "epochs": cfg.epochs,
@@ -87,20 +80,22 @@ def trial_overrides(space: dict, cfg: SweepConfig) -> dict:
 
 def make_trial(space: dict, cfg: SweepConfig, trial_storage: str):
     """The per-trial driver: the method's config plus the trial's parameters, trained as one TorchTrainer."""
-    method, base = space["method"], space["base_config"]
+    from fas.methods import get_method
+
+    method, base = get_method(space["method"]), space["base_config"]  # the record travels with the driver
     overrides = trial_overrides(space, cfg)
 
     def run_trial(params: dict) -> None:
         import ray.tune
         from ray.tune.integration.ray_train import TuneReportCallback
 
-        from fas.config import load_config
+        from fas.config import replace
+        from fas.engine import train
 
-        module, config_cls = method_config(method)
-        trial_cfg = load_config(config_cls, base, {**overrides, **params})
-        trial_cfg = dataclasses.replace(trial_cfg, name=ray.tune.get_context().get_trial_id(),
-                                        storage_path=trial_storage, validate=True, max_failures=0)
-        module.train(trial_cfg, callbacks=[TuneReportCallback()])
+        trial_cfg = method.load_config(base, {**overrides, **params})
+        trial_cfg = replace(trial_cfg, name=ray.tune.get_context().get_trial_id(), storage_path=trial_storage,
+                            validate=True, max_failures=0)
+        train(trial_cfg, callbacks=[TuneReportCallback()])
 
     return run_trial
 

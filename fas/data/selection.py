@@ -1,0 +1,69 @@
+"""Which frame-cache rows a run trains and validates on: the ``train``/``dev`` splits, or the train/threshold rows
+of a named protocol.
+
+The protocol rules (``fas.eval.protocols.split_for_protocol``) run on a small metadata table (ids, domains, splits,
+subjects; no images), so training, its source-side validation and evaluation select rows by the same code and a
+held-out subject or test domain never reaches training. Streams are then filtered by sample id (``fas.engine.data``).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+META_COLUMNS = ["sample_id", "split", "domain", "subject", "label"]
+PARTS = {"train": "train", "validation": "threshold"}  # what a protocol calls each part
+SPLITS = {"train": "train", "validation": "dev"}  # the split used without a protocol
+
+
+def selected_meta(cache: str, part: str, protocol: str | None = None, fold: int | None = None,
+                  extra: tuple[str, ...] = ()) -> pa.Table:
+    """Metadata rows (``META_COLUMNS`` + ``extra``) of the ``train`` or ``validation`` part."""
+    import pyarrow.parquet as pq
+
+    from fas.data.cache import read_cache_table, shard_paths
+
+    names = set(pq.read_schema(shard_paths(cache)[0]).names)
+    columns = sorted(set(META_COLUMNS) | set(extra) | ({"protocol"} & names))
+    meta = read_cache_table(cache, columns=columns)
+    if not protocol:
+        return meta.filter(pc.equal(meta.column("split"), SPLITS[part]))
+    from fas.eval.protocols import split_for_protocol
+
+    return split_for_protocol(meta, protocol, fold=fold)[PARTS[part]]
+
+
+def selected_ids(cache: str, part: str, protocol: str | None = None, fold: int | None = None) -> list[str]:
+    return sorted(set(selected_meta(cache, part, protocol, fold).column("sample_id").to_pylist()))
+
+
+def distinct_values(cache: str, column: str, protocol: str | None = None, fold: int | None = None) -> list[str]:
+    """Sorted distinct values of ``column`` over the training rows (e.g. the domains a domain head classifies)."""
+    meta = selected_meta(cache, "train", protocol, fold, extra=(column,))
+    return sorted({str(v) for v in meta.column(column).to_pylist()})
+
+
+def domain_index(values, domains: list[str]):
+    """Indices of ``values`` in ``domains`` (0 for a value training never saw)."""
+    import torch
+
+    return torch.tensor([domains.index(str(v)) if str(v) in domains else 0 for v in values])
+
+
+def selected_images(cache: str, part: str, protocol: str | None = None, fold: int | None = None, *,
+                    limit: int, real_only: bool = False) -> list[bytes]:
+    """Up to ``limit`` encoded images of the part, read shard by shard (a driver-side sample, no cluster)."""
+    import pyarrow.parquet as pq
+
+    from fas.data.cache import shard_paths
+
+    ids, out = set(selected_ids(cache, part, protocol, fold)), []
+    for path in shard_paths(cache):
+        table = pq.read_table(path, columns=["sample_id", "label", "image"])
+        keep = pc.is_in(table.column("sample_id"), pa.array(sorted(ids)))
+        if real_only:
+            keep = pc.and_(keep, pc.equal(table.column("label"), 1))
+        out += table.filter(keep).column("image").to_pylist()[:limit - len(out)]
+        if len(out) >= limit:
+            break
+    return out

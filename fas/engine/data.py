@@ -1,0 +1,51 @@
+"""The Ray Datasets a run reads, built from what its method needs (``DataNeeds``) and the rows its protocol
+selects (``fas.data.selection``): ``train`` (split across workers), the method's extra streams and ``val``
+(unsplit: every worker sees them whole)."""
+
+from __future__ import annotations
+
+from fas.methods.base import DataNeeds
+
+
+def selected_rows(cache: str, part: str, columns, protocol: str | None = None, fold: int | None = None):
+    """A Ray Dataset of the ``train`` or ``validation`` rows of ``cache`` with ``columns``."""
+    from ray.data.expressions import col
+
+    from fas.data.cache import read_cache
+    from fas.data.selection import SPLITS, selected_ids
+
+    columns = list(columns)
+    dataset = read_cache(cache, columns=sorted(set(columns) | {"split", "sample_id"}))
+    if not protocol:
+        return dataset.filter(expr=col("split") == SPLITS[part]).select_columns(columns)
+    ids = selected_ids(cache, part, protocol, fold)
+    return dataset.filter(expr=col("sample_id").is_in(ids)).select_columns(columns)
+
+
+def _not_null(dataset, columns):
+    from ray.data.expressions import col
+
+    for column in columns:
+        dataset = dataset.filter(expr=col(column).is_not_null())
+    return dataset
+
+
+def training_datasets(cfg, needs: DataNeeds, val_columns: tuple[str, ...] | None) -> dict:
+    """``train`` (+ streams, + ``val`` when ``val_columns``) for ``cfg`` (a ``TrainConfig``)."""
+    from ray.data.expressions import col
+
+    columns = sorted(set(needs.columns) | ({"label"} if needs.real_only else set()))
+    rows = _not_null(selected_rows(cfg.cache, "train", columns, cfg.protocol, cfg.fold), needs.required)
+    if needs.real_only:  # the generator never sees an attack
+        rows = rows.filter(expr=col("label") == 1)
+    rows = rows.select_columns(list(needs.columns))
+    seed = cfg.engine.seed
+    train = rows.random_shuffle(seed=seed) if needs.order == "shuffle" else rows.randomize_block_order(seed=seed)
+    datasets = {"train": train}
+    for name, stream_columns in needs.streams.items():
+        datasets[name] = rows.select_columns(list(stream_columns)).randomize_block_order()
+    if val_columns:
+        val_columns = sorted(set(val_columns) | {"label"})
+        datasets["val"] = _not_null(selected_rows(cfg.cache, "validation", val_columns, cfg.protocol, cfg.fold),
+                                    val_columns)
+    return datasets

@@ -1,0 +1,60 @@
+"""Launch any method's training as one Ray Train ``TorchTrainer``: scaling, storage, retries and checkpoints
+come from the config's engine section; the method's record says what data it reads and how to prepare."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from fas.methods.base import resolve
+
+
+@dataclasses.dataclass
+class TrainRun:
+    """A finished run: Ray Train's ``Result`` and the config the workers ran (after the method's ``prepare``)."""
+
+    result: object
+    config: object
+
+    @property
+    def checkpoint(self):
+        return self.result.checkpoint
+
+    @property
+    def metrics(self) -> dict:
+        return self.result.metrics
+
+    @property
+    def path(self) -> str:
+        return self.result.path
+
+
+def train(cfg, callbacks: list | None = None) -> TrainRun:
+    """Train ``cfg``'s method (looked up by its config class) on the rows of ``cfg.cache`` that it selects."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from fas.engine.data import training_datasets
+    from fas.engine.loop import worker_loop
+    from fas.methods import method_of_config
+    from fas.ray_utils import init_ray, storage_uri
+
+    method = method_of_config(cfg)
+    cfg.engine.check()
+    run = cfg.engine
+    init_ray(run.address)
+    if method.prepare is not None:
+        cfg = resolve(method.prepare)(cfg)
+    val_columns = method.inputs({}) if run.validate and method.predictor is not None else None
+    datasets = training_datasets(cfg, resolve(method.data)(cfg), val_columns)
+    resources = {"CPU": run.cpus_per_worker, **({"GPU": run.gpus_per_worker} if run.use_gpu else {})}
+    trainer = TorchTrainer(
+        worker_loop, train_loop_config={"method": method, "config": dataclasses.asdict(cfg)}, datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        scaling_config=ray.train.ScalingConfig(num_workers=run.num_workers, use_gpu=run.use_gpu,
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(name=run.name, storage_path=storage_uri(run.storage_path),
+                                       failure_config=ray.train.FailureConfig(max_failures=run.max_failures),
+                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=run.keep_checkpoints),
+                                       callbacks=callbacks or []),
+    )
+    return TrainRun(trainer.fit(), cfg)

@@ -1,0 +1,70 @@
+"""CLIPC8's training step: cross-entropy over the 8 class texts on flipped and randomly erased images; Adam on
+the image encoder only, cosine LR stepped per epoch. The engine runs it (epochs, DeepSpeed, checkpoints)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fas.eval.categories import attack_category
+from fas.methods.base import StepInfo, Task, WorkerContext, write_model_folder
+from fas.methods.clipc8.config import CLIPC8Config
+
+
+def category_index(attacks, cfg: CLIPC8Config) -> torch.Tensor:
+    """Attack names -> category indices for training; an attack without a category is an error."""
+    out = []
+    for attack in attacks:
+        index = attack_category(attack, cfg.categories, cfg.attack_to_category)
+        if index is None:
+            raise ValueError(f"attack {attack!r} maps to no category of {cfg.categories}; add it to attack_to_category")
+        out.append(index)
+    return torch.tensor(out)
+
+
+def portable_meta(cfg: CLIPC8Config, preprocess: dict) -> dict:
+    return {"method": "clipc8", "model": cfg.model, "categories": cfg.categories, "prompts": cfg.prompts,
+            "attack_to_category": cfg.attack_to_category, "preprocess": preprocess}
+
+
+class CLIPC8Task(Task):
+    def __init__(self, cfg: CLIPC8Config, ctx: WorkerContext):
+        from fas.methods.clipc8.model import create_clipc8
+        from fas.preprocess import Preprocess
+
+        self.cfg, self.ctx = cfg, ctx
+        self.module, self.preprocess = create_clipc8(cfg.model, cfg.pretrained, cfg.prompts)
+        self.transform = Preprocess.from_meta(self.preprocess)
+        self.optimizer = torch.optim.Adam(self.module.visual.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.cosine_period,
+                                                                    eta_min=cfg.lr * cfg.min_lr_ratio)
+        self.batch_size = cfg.batch_size
+
+    def train_step(self, model, batch: dict, info: StepInfo) -> dict[str, torch.Tensor]:
+        from fas.preprocess import clipc8_augment
+
+        x = clipc8_augment(self.transform(batch["image"])).to(self.ctx.device, self.ctx.dtype)
+        y = category_index(batch["attack"], self.cfg).to(self.ctx.device)
+        logits = model(x)
+        return {"loss": F.cross_entropy(logits.float(), y), "train_acc": (logits.argmax(-1) == y).float().mean()}
+
+    def predictor(self):
+        from fas.methods.clipc8.predictor import CLIPC8Predictor
+
+        return CLIPC8Predictor(self.module, portable_meta(self.cfg, self.preprocess), self.ctx.device)
+
+    def portable(self, folder: Path) -> None:
+        write_model_folder(folder, self.module.state_dict(), portable_meta(self.cfg, self.preprocess))
+
+
+def export_zero_shot(cfg: CLIPC8Config, folder: str | Path) -> Path:
+    """The pretrained model with the configured class texts, untrained, as a model folder: what the paper's
+    zero-shot rows evaluate. The evaluation harness then scores it like any fine-tuned checkpoint."""
+    from fas.methods.clipc8.model import create_clipc8
+
+    model, preprocess = create_clipc8(cfg.model, cfg.pretrained, cfg.prompts)
+    meta = {**portable_meta(cfg, preprocess), "zero_shot": True, "pretrained": cfg.pretrained}
+    write_model_folder(Path(folder), model.state_dict(), meta)
+    return Path(folder)

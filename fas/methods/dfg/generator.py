@@ -1,0 +1,91 @@
+"""A trained generator's folder: written by training, read by the cue job, OA-Net runs and Serve.
+
+``generator_config.json`` (with ``method``, so the cue job finds the record that reads it) + ``unet/`` (diffusers
+format) + the frozen parts that have no weights file of their own (a stand-in or random VAE, a random identity
+network). ``CueMaker`` is the one cue path: encoded crops -> anomalous cues, each image decoded once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from fas.cues import GENERATOR_CONFIG
+
+
+def save_generator(generator, cfg, folder: Path) -> None:
+    from fas.methods.dfg.model import read_model_config
+
+    arch = read_model_config(cfg.model)
+    generator.unet.save_pretrained(folder / "unet")
+    meta = {"method": "dfg", "model": cfg.model, "condition": cfg.condition, "image_size": arch["image_size"],
+            "noise_step": arch.get("noise_step", 801), "vae": cfg.vae, "identity": cfg.identity}
+    if generator.vae is not None and not arch["vae"].get("pretrained"):  # random or stand-in: small, kept
+        generator.vae.save_pretrained(folder / "vae")
+        meta["vae"] = "vae"
+    if generator.identity is not None and not (cfg.identity or (arch.get("identity") or {}).get("path")):
+        torch.save({k: v.float().cpu() for k, v in generator.identity.state_dict().items()}, folder / "identity.pt")
+        meta["identity"] = "identity.pt"
+    (folder / GENERATOR_CONFIG).write_text(json.dumps(meta, indent=2))
+
+
+def read_generator_meta(folder: str | Path) -> dict:
+    folder = Path(folder)
+    if not (folder / GENERATOR_CONFIG).is_file():
+        raise ValueError(f"{folder} is not a generator checkpoint (no {GENERATOR_CONFIG}); give a checkpoint "
+                         "folder of `jobs/train.py dfg`")
+    return json.loads((folder / GENERATOR_CONFIG).read_text())
+
+
+def load_generator(folder: str | Path, device: str | torch.device = "cpu", condition: str | None = None):
+    """Rebuild a trained generator from its folder (``generator_config.json`` + ``unet/``)."""
+    from diffusers import UNet2DConditionModel
+
+    from fas.methods.dfg.model import create_generator, freeze
+
+    folder, meta = Path(folder), read_generator_meta(folder)
+    vae = str(folder / meta["vae"]) if meta.get("vae") == "vae" else meta.get("vae")
+    identity_file = meta.get("identity") == "identity.pt"
+    generator = create_generator(meta["model"], condition=condition or meta["condition"], vae=vae,
+                                 identity=None if identity_file else meta.get("identity"))
+    generator.unet = freeze(UNet2DConditionModel.from_pretrained(folder / "unet"))
+    if identity_file and generator.identity is not None:
+        generator.identity.load_state_dict(torch.load(folder / "identity.pt", weights_only=True))
+    half = torch.device(device).type == "cuda"
+    return generator.to(device, dtype=torch.half if half else torch.float).eval(), meta
+
+
+class CueMaker:
+    """Encoded crops -> (cue as float16 ``.npy`` bytes, residual RMS, error) per crop, with one generator.
+
+    Each crop's noise is seeded by its key (the frame id in the cue job, a hash of the bytes in Serve), so a cue
+    does not depend on batching, worker or restart. A crop that does not decode gets its reason, not a cue."""
+
+    def __init__(self, folder: str | Path, device: str | None = None, noise_step: int | None = None,
+                 ddim_steps: int = 50, seed: int = 0):
+        from fas.preprocess import SIGNED, Preprocess
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.generator, meta = load_generator(folder, self.device)
+        self.transform = Preprocess(meta["image_size"], *SIGNED)
+        self.noise_step = meta["noise_step"] if noise_step is None else noise_step
+        self.ddim_steps, self.seed = ddim_steps, seed
+
+    @torch.no_grad()
+    def __call__(self, images, keys) -> tuple[list, list, list[str]]:
+        from fas.cues import encode_cue
+        from fas.methods.dfg.model import anomalous_cue, noise_seeds
+
+        arrays, errors = self.transform.decode_each(images)
+        good = [i for i, e in enumerate(errors) if not e]
+        cues, rms = [None] * len(errors), [None] * len(errors)
+        if good:
+            x = self.transform.finish([arrays[i] for i in good]).to(self.device)
+            seeds = noise_seeds(self.seed, [keys[i] for i in good])
+            recon = self.generator.reconstruct(x, self.noise_step, self.ddim_steps, seeds)
+            cue, norm = anomalous_cue(x, recon)
+            for i, c, n in zip(good, cue.cpu().numpy(), norm.cpu().numpy()):
+                cues[i], rms[i] = encode_cue(c), float(n)
+        return cues, rms, errors

@@ -1,1 +1,0 @@
-"""The trainer layer: Ray Train + DeepSpeed wrapping, checkpoints and data shards, kept out of the methods."""
