@@ -49,7 +49,7 @@ class Run:
         self.history = self.saved.get("history", [])
         self.start = self.epoch if self.run.unit == "epoch" else self.step  # where this attempt began
         self.local_shuffle = resolve(method.data)(cfg).local_shuffle if self.run.unit == "step" else 0
-        for _ in range(self.epoch if self.run.unit == "epoch" else self.step):  # the schedule where it stopped
+        for _ in range(self.start):  # the LR schedule where the run stopped
             self._step_scheduler()
         self._new_window()
 
