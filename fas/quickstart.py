@@ -31,7 +31,9 @@ class QuickstartConfig:
     detector: str = "haar"
     image_size: int = 128
     epochs: int | None = None  # epochs of epoch runs; default: the tiny config's (CLIPC8 10, PDLE 8)
-    steps: int | None = None  # steps of step runs (AG-FAS: generator and OA-Net); default: the tiny configs' (100/200)
+    # steps of step runs (AG-FAS: generator and OA-Net; also caps a method's scaled_fields, e.g. the stand-in VAE's
+    # fit steps); default: the tiny configs' (100/200)
+    steps: int | None = None
     protocol: str | None = None  # e.g. synth-cam-a&synth-cam-b->synth-cam-c; default: train/dev/test splits
     train: bool = True  # false: stop after preparing the data
     address: str | None = None
@@ -87,7 +89,10 @@ def tiny_config(method, out: Path, cfg: QuickstartConfig, **fields):
                  "protocol": cfg.protocol, "address": cfg.address, **fields}
     loaded = method.load_config(method.tiny_config, overrides)
     length = cfg.epochs if loaded.engine.unit == "epoch" else cfg.steps
-    return replace(loaded, **{f"{loaded.engine.unit}s": length}) if length else loaded
+    if not length:
+        return loaded
+    capped = {name: min(getattr(loaded, name), length) for name in method.scaled_fields}  # e.g. the stand-in VAE
+    return replace(loaded, **{f"{loaded.engine.unit}s": length}, **capped)
 
 
 def train_method(method, out: Path, cfg: QuickstartConfig):

@@ -98,7 +98,9 @@ def model_folders(tmp_path_factory) -> dict[str, Path]:
 
 def app_args(folders: dict[str, Path], **overrides) -> dict:
     models = [{"name": n, "path": str(p), "input": MODEL_FOLDERS[n][1], "weight": MODEL_FOLDERS[n][2],
-               "max_batch_size": 4, "batch_wait_timeout_s": 0.02, "deployment": TINY_CPU,
+               "max_batch_size": 4, "deployment": TINY_CPU,
+               # a wait long enough that a burst meets in one batch on a loaded 2-core machine
+               "batch_wait_timeout_s": 0.1,
                "generator_deployment": TINY_CPU} for n, p in folders.items()]
     args = {"models": models, "face": {"detector": "haar", "size": 128, "deployment": TINY_CPU},
             "fusion": {"rule": "weighted_mean", "deployment": TINY_CPU}, "limits": LIMITS,

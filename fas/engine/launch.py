@@ -44,7 +44,9 @@ def train(cfg, callbacks: list | None = None) -> TrainRun:
     init_ray(run.address)
     if method.prepare is not None:
         cfg = resolve(method.prepare)(cfg)
-    val_columns = method.inputs({}) if run.validate and method.predictor is not None else None
+    val_columns = None
+    if run.validate and method.predictor is not None:  # what the trained folder's predictor will read
+        val_columns = method.inputs(resolve(method.model_meta)(cfg))
     datasets = training_datasets(cfg, resolve(method.data)(cfg), val_columns)
     resources = {"CPU": run.cpus_per_worker, **({"GPU": run.gpus_per_worker} if run.use_gpu else {})}
     trainer = TorchTrainer(

@@ -167,7 +167,9 @@ class Method:
     prepare: Callable[[Any], Any] | None = None  # cfg -> cfg, on the driver before launch (derived fields)
     predictor: Any = None  # Predictor class for its model folders; None: it has no liveness score (a generator)
     inputs: Callable[[dict], tuple[str, ...]] = lambda meta: ("image",)  # cache columns its predictor reads
+    model_meta: Any = lambda cfg: {}  # cfg -> the model folder's meta as known before training (e.g. its inputs)
     needs: dict[str, str] = dataclasses.field(default_factory=dict)  # config field -> method whose run fills it
+    scaled_fields: tuple[str, ...] = ()  # config fields capped by a shortened run (quickstart --steps/--epochs)
     companions: Callable[[dict], dict[str, str]] = lambda meta: {}  # model folder name -> folder published along
     cue_maker: Any = None  # generators: (folder, device) -> CueMaker, for the cue job and Serve
     commands: tuple[str, ...] = ()  # "module:function"s that add the method's own ``fas`` subcommands

@@ -27,6 +27,7 @@ METHOD = register(Method(
     name="oanet", config=OANetConfig, default_config="oanet.yaml", tiny_config="oanet_tiny.yaml",
     task="fas.methods.oanet.task:OANetTask", predictor="fas.methods.oanet.predictor:OANetPredictor", data=data,
     prepare="fas.methods.oanet.task:prepare", inputs=lambda meta: tuple(meta.get("inputs", ("image", "cue"))),
+    model_meta="fas.methods.oanet.task:portable_meta",
     needs={"generator": "dfg"}, companions=companions, aliases=("agfas",),
     summary="AG-FAS: ViT with cross-attention to the generator's anomalous cue, trained with SSDG",
 ))

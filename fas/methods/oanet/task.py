@@ -12,7 +12,6 @@ import dataclasses
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -45,8 +44,8 @@ def build_task_module(cfg: OANetConfig) -> OANetWithLoss:
 class BalancedBatches:
     """Per-(domain, label) reservoirs fed by the worker's shard; yields batches with ``per_group`` rows per group."""
 
-    def __init__(self, cfg: OANetConfig, rng: np.random.Generator):
-        self.cfg, self.rng = cfg, rng
+    def __init__(self, cfg: OANetConfig, ctx: WorkerContext):
+        self.cfg, self.ctx = cfg, ctx  # the engine reseeds ``ctx.rng``: read it at each use
         self.pools: dict[tuple[int, int], list] = defaultdict(list)
 
     def add(self, batch: dict) -> None:
@@ -59,12 +58,12 @@ class BalancedBatches:
             if len(pool) < cfg.pool_size:
                 pool.append((image, cue))
             else:
-                pool[int(self.rng.integers(cfg.pool_size))] = (image, cue)
+                pool[int(self.ctx.rng.integers(cfg.pool_size))] = (image, cue)
 
     def draw(self) -> dict:
         rows = {"image": [], "cue": [], "label": [], "domain": []}
         for (domain, label), pool in sorted(self.pools.items()):
-            for i in self.rng.integers(len(pool), size=self.cfg.per_group):
+            for i in self.ctx.rng.integers(len(pool), size=self.cfg.per_group):
                 rows["image"].append(pool[i][0])
                 rows["cue"].append(pool[i][1])
                 rows["label"].append(label)
@@ -94,14 +93,13 @@ class OANetTask(Task):
         self.batch_size = cfg.stream_batch
         self.meta = portable_meta(cfg)
         self.transform = Preprocess.from_meta(self.meta["preprocess"])
-        self.balanced = BalancedBatches(cfg, ctx.rng)
+        self.balanced = BalancedBatches(cfg, ctx)
 
     def train_step(self, model, batch: dict, info: StepInfo) -> dict[str, torch.Tensor]:
         from fas.methods.oanet.predictor import cue_tensor
         from fas.methods.oanet.ssdg import grl_ramp
         from fas.preprocess import random_flip
 
-        self.balanced.rng = self.ctx.rng
         self.balanced.add(batch)
         rows = self.balanced.draw()
         x, c = self.transform(rows["image"]), cue_tensor(rows["cue"], self.transform.image_size)
