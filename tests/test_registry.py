@@ -145,3 +145,26 @@ def test_serve_answers_with_a_method_registered_outside_the_package(toy_quicksta
     crop = FacePipeline(FaceConfig(detector="none", size=64), {"frame"})(image)["inputs"]["frame"]
     expected = float(load_predictor(toy_quickstart / "models" / "toy", "cpu").predict([crop])["score"][0])
     assert answer.json()["models"]["toy"]["score"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_validation_reads_the_columns_the_trained_model_will_read():
+    from fas.config import replace
+    from fas.engine.launch import validation_columns
+    from fas.methods import get_method
+
+    oanet, dfg = get_method("oanet"), get_method("dfg")
+    cfg = oanet.load_config(oanet.tiny_config)
+    assert validation_columns(oanet, cfg) == ("image", "cue")
+    assert validation_columns(oanet, replace(cfg, mode="image_only")) == ("image",)  # needs no cue to validate
+    assert validation_columns(oanet, replace(cfg, validate=False)) is None
+    assert validation_columns(dfg, dfg.load_config(dfg.tiny_config)) is None  # a generator gives no score
+
+
+def test_quickstart_steps_cap_the_fields_a_method_scales(tmp_path):
+    from fas.methods import get_method
+    from fas.quickstart import QuickstartConfig, tiny_config
+
+    dfg = get_method("dfg")
+    runs = {steps: tiny_config(dfg, tmp_path, QuickstartConfig(steps=steps)) for steps in (None, 6, 300)}
+    assert {steps: (c.engine.steps, c.vae_fit_steps) for steps, c in runs.items()} == {
+        None: (100, 100), 6: (6, 6), 300: (300, 100)}  # capped, never raised

@@ -28,6 +28,14 @@ class TrainRun:
         return self.result.path
 
 
+def validation_columns(method, cfg) -> tuple[str, ...] | None:
+    """The cache columns the run's validation scores: what its trained folder's predictor will read; None when
+    the run does not validate or the method gives no score."""
+    if not cfg.engine.validate or method.predictor is None:
+        return None
+    return tuple(method.inputs(resolve(method.model_meta)(cfg)))
+
+
 def train(cfg, callbacks: list | None = None) -> TrainRun:
     """Train ``cfg``'s method (looked up by its config class) on the rows of ``cfg.cache`` that it selects."""
     import ray.train
@@ -44,10 +52,7 @@ def train(cfg, callbacks: list | None = None) -> TrainRun:
     init_ray(run.address)
     if method.prepare is not None:
         cfg = resolve(method.prepare)(cfg)
-    val_columns = None
-    if run.validate and method.predictor is not None:  # what the trained folder's predictor will read
-        val_columns = method.inputs(resolve(method.model_meta)(cfg))
-    datasets = training_datasets(cfg, resolve(method.data)(cfg), val_columns)
+    datasets = training_datasets(cfg, resolve(method.data)(cfg), validation_columns(method, cfg))
     resources = {"CPU": run.cpus_per_worker, **({"GPU": run.gpus_per_worker} if run.use_gpu else {})}
     trainer = TorchTrainer(
         worker_loop, train_loop_config={"method": method, "config": dataclasses.asdict(cfg)}, datasets=datasets,
