@@ -26,6 +26,9 @@ class EngineConfig:
     checkpoint_every: int = 1  # epochs or steps between checkpoints (each with validation and a report)
     log_every: int = 0  # steps between progress lines on rank 0 (0: none)
     validate: bool = True  # AUC/HTER of the live model on the source-side validation rows at each checkpoint
+    # rows read into Ray's object store once when their columns fit (MiB, uncompressed): epochs then reread memory,
+    # not the shards (a re-read costs seconds however few the rows); larger selections stream each epoch; 0: stream
+    in_memory_mb: int = 1024
     backend: str = "deepspeed"  # deepspeed | ddp
     zero_stage: int = 2
     precision: str = "auto"  # auto (fp16 on GPU with DeepSpeed, else fp32) | fp32 | fp16 | bf16 (DeepSpeed only)
@@ -57,6 +60,8 @@ class EngineConfig:
         """Errors a user can fix, before any worker starts."""
         if (self.epochs is None) == (self.steps is None):
             raise ValueError(f"run {self.name!r}: set exactly one of epochs ({self.epochs}) and steps ({self.steps})")
+        if self.in_memory_mb < 0:
+            raise ValueError(f"run {self.name!r}: in_memory_mb must be >= 0 (0 streams every epoch from the shards)")
         if self.total < 1 or self.checkpoint_every < 1:
             raise ValueError(f"run {self.name!r}: epochs/steps and checkpoint_every must be >= 1")
         if self.backend not in BACKENDS:

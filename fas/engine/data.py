@@ -1,6 +1,7 @@
 """The Ray Datasets a run reads, built from what its method needs (``DataNeeds``) and the rows its protocol
 selects (``fas.data.selection``): ``train`` (split across workers), the method's extra streams and ``val``
-(unsplit: every worker sees them whole)."""
+(unsplit: every worker sees them whole). Selections whose columns fit ``engine.in_memory_mb`` are read once into
+Ray's object store: a pass over them then costs milliseconds instead of a re-read of the shards."""
 
 from __future__ import annotations
 
@@ -22,6 +23,29 @@ def selected_rows(cache: str, part: str, columns, protocol: str | None = None, f
     return dataset.filter(expr=col("sample_id").is_in(ids)).select_columns(columns)
 
 
+def column_bytes(cache: str, columns) -> int:
+    """Uncompressed bytes of ``columns`` over every shard of ``cache``, read from the Parquet footers alone."""
+    import pyarrow.parquet as pq
+
+    from fas.data.cache import shard_paths
+
+    wanted, total = set(columns), 0
+    for path in shard_paths(cache):
+        meta = pq.read_metadata(path)
+        for group in range(meta.num_row_groups):
+            chunks = meta.row_group(group)
+            total += sum(chunks.column(i).total_uncompressed_size for i in range(chunks.num_columns)
+                         if chunks.column(i).path_in_schema.split(".")[0] in wanted)
+    return total
+
+
+def held(dataset, cache: str, columns, budget: int):
+    """``dataset`` read once into the object store when the cache's ``columns`` fit ``budget`` bytes; else as is."""
+    if budget and column_bytes(cache, columns) <= budget:
+        return dataset.materialize()
+    return dataset
+
+
 def _not_null(dataset, columns):
     from ray.data.expressions import col
 
@@ -32,20 +56,22 @@ def _not_null(dataset, columns):
 
 def training_datasets(cfg, needs: DataNeeds, val_columns: tuple[str, ...] | None) -> dict:
     """``train`` (+ streams, + ``val`` when ``val_columns``) for ``cfg`` (a ``TrainConfig``)."""
+    from ray.data import RandomSeedConfig
     from ray.data.expressions import col
 
     columns = sorted(set(needs.columns) | ({"label"} if needs.real_only else set()))
     rows = _not_null(selected_rows(cfg.cache, "train", columns, cfg.protocol, cfg.fold), needs.required)
     if needs.real_only:  # the generator never sees an attack
         rows = rows.filter(expr=col("label") == 1)
-    rows = rows.select_columns(list(needs.columns))
-    seed = cfg.engine.seed
+    rows = held(rows.select_columns(list(needs.columns)), cfg.cache, columns, cfg.engine.in_memory_mb * 2**20)
+    # a new order each epoch (a plain seed repeats the first one), the same orders for the same seed
+    seed = RandomSeedConfig(seed=cfg.engine.seed, reseed_after_execution=True)
     train = rows.random_shuffle(seed=seed) if needs.order == "shuffle" else rows.randomize_block_order(seed=seed)
     datasets = {"train": train}
     for name, stream_columns in needs.streams.items():
         datasets[name] = rows.select_columns(list(stream_columns)).randomize_block_order()
     if val_columns:
         val_columns = sorted(set(val_columns) | {"label"})
-        datasets["val"] = _not_null(selected_rows(cfg.cache, "validation", val_columns, cfg.protocol, cfg.fold),
-                                    val_columns)
+        val = _not_null(selected_rows(cfg.cache, "validation", val_columns, cfg.protocol, cfg.fold), val_columns)
+        datasets["val"] = held(val, cfg.cache, val_columns, cfg.engine.in_memory_mb * 2**20)
     return datasets
