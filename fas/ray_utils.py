@@ -7,6 +7,17 @@ import os
 
 log = logging.getLogger(__name__)
 
+# Ray Train's placement-group cleaner asks the State API, served by the dashboard, whether the controller lives;
+# an embedded cluster starts no dashboard, so it logs one warning a second for the whole run (and keeps working:
+# the controller cleans up its own placement group when it ends normally).
+SILENCED_IN_WORKERS = ("ray.train.v2._internal.execution.controller.placement_group_cleaner",)
+
+
+def quiet_ray_worker() -> None:
+    """``worker_process_setup_hook`` of the embedded cluster: silence the loggers of ``SILENCED_IN_WORKERS``."""
+    for name in SILENCED_IN_WORKERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True):
     """Join ``address`` (or ``$RAY_ADDRESS``) when given, else start a local cluster bound to 127.0.0.1.
@@ -27,7 +38,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         if quiet:  # Ray Data's per-operator progress bars would flood a terminal (they run inside workers too)
             os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-            kwargs["runtime_env"] = {"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}}
+            kwargs["runtime_env"] = {"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"},
+                                     "worker_process_setup_hook": "fas.ray_utils.quiet_ray_worker"}
         ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False, **kwargs)
         if quiet:
             import ray.data

@@ -60,39 +60,18 @@ def test_attack_types_map_to_categories_through_config():
 
 
 @pytest.mark.slow
-def test_two_workers_with_deepspeed_train_and_the_checkpoint_evaluates(class8_cache):
-    from fas.evaluate import EvaluateConfig, evaluate
-    from fas.engine import train
-
-    cfg = from_dict(CLIPC8Config, dict(cache=str(class8_cache / "cache"), storage_path=str(class8_cache / "runs"),
-                                       name="t", model="clipc8-tiny", pretrained=None, epochs=5, lr=3e-4,
-                                       num_workers=2, cpus_per_worker=0.5, batch_size=8))
-    checkpoint = Path(train(cfg).checkpoint.path)
-    state = json.loads((checkpoint / "train_state.json").read_text())
-    losses = [h["loss"] for h in state["history"]]
-    assert state["epoch"] == 4 and [h["epoch"] for h in state["history"]] == [0, 1, 2, 3, 4]
-    assert losses[-1] < 0.8 * losses[0], losses
-    metrics = evaluate(EvaluateConfig(checkpoint=str(checkpoint), cache=str(class8_cache / "cache"),
-                                      out=str(class8_cache / "eval")))
-    assert metrics["threshold_rule"] == "dev_eer" and metrics["auc"] is not None
-    assert {p.name for p in (class8_cache / "eval").iterdir()} >= {"scores.csv", "metrics.json", "report.md",
-                                                                   "roc.png", "config.yaml"}
-    # a named protocol decides the rows: leave synth-cam-c out, threshold on the source domains' dev split
-    loo = evaluate(EvaluateConfig(checkpoint=str(checkpoint), cache=str(class8_cache / "cache"),
-                                  out=str(class8_cache / "eval_loo"), protocol="synth-cam-a&synth-cam-b->synth-cam-c"))
-    scores = __import__("pandas").read_csv(class8_cache / "eval_loo" / "scores.csv")
-    assert loo["n_real"] + loo["n_attack"] == int(((scores.domain == "synth-cam-c") & (scores.split != "dev")).sum())
-
-
-@pytest.mark.slow
-def test_a_killed_worker_resumes_from_the_last_checkpoint(class8_cache):
+def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(class8_cache):
+    """2 DeepSpeed workers; one is SIGKILLed after two checkpoints: the run resumes from the last one, its loss
+    falls, and its checkpoint evaluates on the test split and under a named protocol."""
     import signal
     import threading
     import time
 
+    import pandas as pd
     import psutil
 
     from fas.engine import train
+    from fas.evaluate import EvaluateConfig, evaluate
 
     cfg = from_dict(CLIPC8Config, dict(cache=str(class8_cache / "cache"), storage_path=str(class8_cache / "runs"),
                                        name="killed", model="clipc8-tiny", pretrained=None, epochs=6, lr=3e-4,
@@ -104,19 +83,34 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(class8_cache):
     while killed is None and runner.is_alive() and time.time() < deadline:
         # two epochs saved (so the first is surely registered with the controller): kill a training worker
         if len(list(run_dir.glob("checkpoint_2*"))) >= 2:
-            workers = [p for p in psutil.process_iter(["cmdline"]) if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
+            workers = [p for p in psutil.process_iter(["cmdline"])
+                       if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
             if workers:
                 killed = workers[0].pid
                 workers[0].send_signal(signal.SIGKILL)
         time.sleep(0.1)
     runner.join(timeout=600)
     assert killed is not None, "no training worker was found to kill"
-    state = json.loads((Path(result["r"].checkpoint.path) / "train_state.json").read_text())
+    checkpoint = Path(result["r"].checkpoint.path)
+    state = json.loads((checkpoint / "train_state.json").read_text())
     assert state["epoch"] == 5
     resumed = {h["resumed_from"] for h in state["history"]}
     assert max(resumed) >= 1, f"the run restarted from epoch 0: {state['history']}"
     # every epoch is in the history exactly once: nothing after the checkpoint was lost, nothing ran twice
     assert [h["epoch"] for h in state["history"]] == list(range(6))
+    losses = [h["loss"] for h in state["history"]]
+    assert losses[-1] < 0.8 * losses[0], losses
+
+    metrics = evaluate(EvaluateConfig(checkpoint=str(checkpoint), cache=str(class8_cache / "cache"),
+                                      out=str(class8_cache / "eval")))
+    assert metrics["threshold_rule"] == "dev_eer" and metrics["auc"] is not None
+    assert {p.name for p in (class8_cache / "eval").iterdir()} >= {"scores.csv", "metrics.json", "report.md",
+                                                                   "roc.png", "config.yaml"}
+    # a named protocol decides the rows: leave synth-cam-c out, threshold on the source domains' dev split
+    loo = evaluate(EvaluateConfig(checkpoint=str(checkpoint), cache=str(class8_cache / "cache"),
+                                  out=str(class8_cache / "eval_loo"), protocol="synth-cam-a&synth-cam-b->synth-cam-c"))
+    scores = pd.read_csv(class8_cache / "eval_loo" / "scores.csv")
+    assert loo["n_real"] + loo["n_attack"] == int(((scores.domain == "synth-cam-c") & (scores.split != "dev")).sum())
 
 
 def test_zero_shot_checkpoint_is_the_pretrained_model_from_a_local_weights_file(tmp_path, class8_cache):
