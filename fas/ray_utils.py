@@ -14,9 +14,14 @@ SILENCED_IN_WORKERS = ("ray.train.v2._internal.execution.controller.placement_gr
 
 
 def quiet_ray_worker() -> None:
-    """``worker_process_setup_hook`` of the embedded cluster: silence the loggers of ``SILENCED_IN_WORKERS``."""
+    """``worker_process_setup_hook`` of the embedded cluster: silence the loggers of ``SILENCED_IN_WORKERS``, and
+    name this cluster to the State API client (which otherwise looks the cluster up by process list, and fails
+    when a second Ray instance runs on the machine, killing the cleaner's thread with a traceback)."""
+    import ray
+
     for name in SILENCED_IN_WORKERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True):
