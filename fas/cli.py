@@ -72,11 +72,29 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from fas.bench.run import main as bench_main
+
+    return bench_main(args.rest)
+
+
 def cmd_bench_data(args) -> int:
     from fas.data.bench import run_benchmark
 
     print(json.dumps(run_benchmark(Path(args.out), frames=args.frames, detector=args.detector), indent=2))
     return 0
+
+
+def cmd_doctor(args) -> int:
+    from fas.doctor import run_doctor
+
+    return run_doctor(args.config, args.address)
+
+
+def cmd_plan(args) -> int:
+    from fas.plan import run_plan
+
+    return run_plan(args.config, args.gpus, args.gpu, args.gpu_memory, args.peak_tflops, args.mfu, args.rows)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,6 +132,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list the registered methods and their configs")
     p.set_defaults(func=cmd_methods)
 
+    p = sub.add_parser("doctor", help="what the configs need (weights, frame cache, GPUs, cluster): found or missing")
+    p.add_argument("--config", action="append", default=[], metavar="[METHOD=]FILE",
+                   help="a method config (repeatable); default: every method's paper config")
+    p.add_argument("--address", default=None, help="a Ray cluster to reach (default: $RAY_ADDRESS)")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("plan", help="per-GPU memory (weights, gradients, optimizer, activations), fit, and run time")
+    p.add_argument("--config", required=True, metavar="[METHOD=]FILE")
+    p.add_argument("--gpus", type=int, default=4, help="ranks, one per GPU (default 4, as in the papers)")
+    p.add_argument("--gpu", default="T4", help="GPU model for its memory and peak (default T4, the papers')")
+    p.add_argument("--gpu-memory", default=None, help="memory per GPU, e.g. 16GiB (default: the GPU model's)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="dense peak for the precision trained in")
+    p.add_argument("--mfu", type=float, default=0.3, help="model FLOPs utilisation assumed for the wall time")
+    p.add_argument("--rows", type=int, default=None, help="training rows per epoch (epoch runs; default: the cache's)")
+    p.set_defaults(func=cmd_plan)
+
     p = sub.add_parser("train", help="train a method (the same as jobs/train.py METHOD ...)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_train)
@@ -121,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in method_names(with_aliases=False):  # a method's own subcommands (CLIPC8: zero-shot)
         for command in get_method(name).commands:
             resolve(command)(sub)
+
+    p = sub.add_parser("bench", help="every distributed path beside its plain loop: a table of rates and ratios "
+                                     "(fas bench --help)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("bench-data", help="data-plane throughput: Ray Data pipeline vs a single-process loop")
     p.add_argument("--out", required=True)
@@ -134,7 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PASSED_ON = {"train": cmd_train, "bench": cmd_bench}  # subcommands that parse their own flags (--help too)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0] in PASSED_ON:
+        return int(PASSED_ON[argv[0]](argparse.Namespace(rest=argv[1:])) or 0)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:

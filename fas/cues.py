@@ -89,6 +89,9 @@ class CueBatch:
     def __init__(self, cfg: CueConfig, checkpoint: str):
         import torch
 
+        from fas.engine.speed import set_worker_threads
+
+        set_worker_threads(cfg.cpus_per_actor)  # Ray starts the actor with one torch thread whatever it holds
         device = "cuda" if cfg.gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
         self.maker = load_cue_maker(checkpoint, device, noise_step=cfg.noise_step, ddim_steps=cfg.ddim_steps,
                                     seed=cfg.seed)
@@ -126,11 +129,11 @@ def done_frames(shard_dir: Path) -> set[str]:
 
 def make_cues(cfg: CueConfig) -> dict:
     """Write (or complete) the cue cache ``cfg.out`` for every frame of ``cfg.cache``; returns its summary."""
-    import ray
     from ray.data.expressions import col
 
     from fas.data.cache import read_cache, read_cache_table
-    from fas.ray_utils import init_ray
+    from fas.progress import Progress
+    from fas.ray_utils import actor_pool, init_ray
 
     checkpoint = latest_generator_checkpoint(cfg.generator)
     if cfg.noise_step is None:  # the generator config's default, written into the index as used
@@ -151,9 +154,12 @@ def make_cues(cfg: CueConfig) -> dict:
         gpus = {"num_gpus": cfg.gpus_per_actor} if cfg.gpus_per_actor > 0 else {}
         ds = ds.map_batches(CueBatch, fn_constructor_kwargs={"cfg": cfg, "checkpoint": str(checkpoint)},
                             batch_size=cfg.batch_size, batch_format="pyarrow", num_cpus=cfg.cpus_per_actor, **gpus,
-                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cfg.actors)))
+                            compute=actor_pool(1, max(1, cfg.actors)))
+        progress = Progress("cues", pending)
         for table in ds.iter_batches(batch_size=cfg.rows_per_file, batch_format="pyarrow"):
             write_shard(table, shard_dir)
+            progress.update(table.num_rows)
+        progress.close()
     return write_cue_index(cfg, checkpoint, source_ids, resumed=len(done), seconds=time.perf_counter() - start)
 
 

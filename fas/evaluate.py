@@ -46,12 +46,11 @@ class ScoreBatch:
 
 
 def score_cache(cfg: EvaluateConfig) -> pd.DataFrame:
-    import ray
     from ray.data.expressions import col
 
     from fas.data.cache import read_cache
     from fas.methods import model_inputs, read_model_meta
-    from fas.ray_utils import init_ray
+    from fas.ray_utils import actor_pool, init_ray
 
     init_ray(cfg.address)
     inputs = list(model_inputs(read_model_meta(cfg.checkpoint)))  # OA-Net also reads the cue column
@@ -62,7 +61,7 @@ def score_cache(cfg: EvaluateConfig) -> pd.DataFrame:
         ds = ds.filter(expr=col("split").is_in(sorted({cfg.dev_split, cfg.test_split})))
     ds = ds.map_batches(ScoreBatch, fn_constructor_kwargs={"checkpoint": cfg.checkpoint}, batch_size=cfg.batch_size,
                         batch_format="numpy", num_cpus=cfg.cpus_per_worker,
-                        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.workers))
+                        compute=actor_pool(1, cfg.workers))
     return ds.to_pandas()
 
 

@@ -75,7 +75,7 @@ class Preprocess:
 
 def random_flip(x: torch.Tensor, rng: np.random.Generator, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Mirror a random half of the rows of ``x`` (and the same rows of ``others``), seeded by ``rng``."""
-    mirror = torch.from_numpy(rng.random(len(x)) < 0.5)
+    mirror = torch.from_numpy(rng.random(len(x)) < 0.5).to(x.device)
     out = [t.clone() for t in (x, *others)]
     for t in out:
         t[mirror] = t[mirror].flip(-1)

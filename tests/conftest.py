@@ -1,18 +1,62 @@
-"""Shared fixtures: an embedded Ray cluster on loopback, tiny media files, offline Hugging Face."""
+"""Shared fixtures: an embedded Ray cluster on loopback, tiny media files, an offline Hugging Face cache of its own."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Before any library reads them (huggingface_hub fixes its cache path at import): the tests use a hub cache of
+# their own, empty until `paper_stores` fabricates the paper-size repositories in it, never the user's.
+HUB_ROOT = Path(tempfile.mkdtemp(prefix="fas-tests-hub-"))
+os.environ["HF_HUB_CACHE"] = str(HUB_ROOT / "hub")
+os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-
-from pathlib import Path  # noqa: E402
 
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(HUB_ROOT, ignore_errors=True)
+
+
+def require_free_disk(path: Path, gib: float, what: str) -> None:
+    """Skip, saying why, where the disk cannot hold what a test writes (free space differs between CI machines:
+    a full disk fails the test halfway through a write and every test after it)."""
+    free = shutil.disk_usage(path).free / 2**30
+    if free < gib:
+        pytest.skip(f"{what} needs {gib:.1f} GiB free under {path}; {free:.1f} GiB is free")
+
+
+@pytest.fixture(scope="session")
+def paper_stores():
+    """Every pretrained reference of fas/configs/*.yaml, fabricated once (random tensors of the real shapes) in
+    the tests' hub cache, plus the ArcFace ONNX at weights/arcface_w600k_r50.onnx under ``root``."""
+    from fas.models import stores
+
+    if not (HUB_ROOT / "hub").exists():
+        require_free_disk(HUB_ROOT, 6.5, "the fabricated paper-size weight stores (5.7 GiB)")
+    cache = os.environ["HF_HUB_CACHE"]
+    stores.openai_vit_l14(cache)
+    stores.resnet18_in1k(cache)
+    stores.vit_b16_in21k(cache)
+    stores.sd15(cache)
+    onnx = HUB_ROOT / "weights" / "arcface_w600k_r50.onnx"
+    net = stores.arcface_onnx(onnx)
+    return {"cache": Path(cache), "root": HUB_ROOT, "onnx": onnx, "arcface": net}
+
+
+@pytest.fixture
+def empty_hub_cache(tmp_path, monkeypatch):
+    """An empty hub cache for this test, whatever `paper_stores` put in the session's."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty_hub"))
+    return tmp_path / "empty_hub"
 
 
 @pytest.fixture(scope="session")
@@ -89,3 +133,15 @@ def dfg_run(class8_cache, tmp_path_factory):
                                     zero_stage=2, num_workers=2, use_gpu=False, cpus_per_worker=0.5))
     return cfg, train(cfg)
 
+
+
+@pytest.fixture(scope="session")
+def cue_cache(dfg_run, class8_cache, tmp_path_factory):
+    """The CLASS-8 frames with the tiny generator's cues (a 5-step DDIM grid): what OA-Net trains on."""
+    from fas.cues import CueConfig, make_cues
+
+    cfg, _ = dfg_run
+    out = tmp_path_factory.mktemp("cues") / "cache"
+    make_cues(CueConfig(generator=str(Path(cfg.engine.storage_path) / "dfg"), cache=str(class8_cache / "cache"),
+                        out=str(out), ddim_steps=5, batch_size=16, rows_per_file=128, cpus_per_actor=0.5))
+    return out

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from fas.data.cache import CacheError, PrepareConfig, format_prepare_summary, prepare, read_cache, read_cache_table
+from fas.data.cache import (CacheError, PrepareConfig, format_prepare_summary, manifest_blocks, prepare, read_cache,
+                            read_cache_table)
 from fas.data.manifest import make_manifest, write_manifest
 from tests.conftest import write_truncated, write_video
 
@@ -46,6 +49,8 @@ def test_prepare_keeps_every_good_frame_and_names_the_bad_files(ray_local, tmp_p
 
     table = read_cache_table(cfg.out)
     assert table.num_rows == 16
+    # the driver's writer cuts exact shards, whatever the blocks the workers returned
+    assert [pq.read_metadata(cfg.out + "/shards/" + s).num_rows for s in summary["shards"]] == [4, 4, 4, 4]
     assert table.column_names[:8] == ["sample_id", "path", "media", "label", "attack", "domain", "subject", "split"]
     df = table.to_pandas()
     per_video = df[df.media == "video"].groupby("sample_id").frame_index.apply(sorted).to_dict()
@@ -64,11 +69,40 @@ def test_drop_policy_removes_faceless_frames(ray_local, tmp_path, mixed_manifest
     assert read_cache_table(cfg.out)["sample_id"].to_pylist() == ["astronaut"]
 
 
-def test_an_interrupted_cache_is_refused_and_half_written_shards_are_ignored(ray_local, tmp_path, mixed_manifest):
+def test_an_interrupted_cache_is_refused_and_half_written_shards_are_ignored(ray_local, tmp_path, mixed_manifest,
+                                                                             monkeypatch):
     out = tmp_path / "cache"
+    writes, renames = [], []
+    write_table, replace = pq.write_table, Path.replace
+
+    def recording_write(table, where, *args, **kwargs):
+        # while a shard is being written nothing sits under its final name, and the cache is not yet complete
+        where = Path(where)
+        final = where.with_name(where.name.removeprefix(".").removesuffix(".tmp"))
+        writes.append((where, final.exists(), (out / "cache.json").exists()))
+        return write_table(table, where, *args, **kwargs)
+
+    def recording_replace(self, target):
+        renames.append((Path(self), Path(target)))
+        return replace(self, target)
+
+    monkeypatch.setattr(pq, "write_table", recording_write)
+    monkeypatch.setattr(Path, "replace", recording_replace)
     prepare(PrepareConfig(manifest=str(mixed_manifest), out=str(out), frames=2, size=32, face_workers=1,
-                          detector="none", progress=False))
+                          detector="none", rows_per_shard=3, progress=False))
+    monkeypatch.undo()
     index = json.loads((out / "cache.json").read_text())
+    # every shard was written under a temporary name (nothing yet under its final name, no cache.json yet) ...
+    written = [w for w, _, _ in writes]
+    assert len(written) == len(index["shards"]) == 3  # 7 frames, 3 rows per shard
+    assert all(w.parent == out / "shards" and re.fullmatch(r"\.part-[0-9a-f]+\.parquet\.tmp", w.name) for w in written)
+    assert not any(final_existed or complete for _, final_existed, complete in writes)
+    # ... then renamed to the final part-*.parquet name that cache.json lists; cache.json is renamed in last
+    shard_renames = [(src, dst) for src, dst in renames if dst.parent == out / "shards"]
+    assert shard_renames == [(w, w.with_name(w.name[1:-len(".tmp")])) for w in written]
+    assert sorted(dst.name for _, dst in shard_renames) == sorted(index["shards"])
+    assert renames[-1] == (out / ".cache.json.tmp", out / "cache.json")
+    assert sorted(p.name for p in (out / "shards").iterdir()) == sorted(index["shards"])  # no temporary file left
     # a shard still being written when the job died has a temporary name and is not listed
     (out / "shards" / ".part-dead.parquet.tmp").write_bytes(b"PAR1 half")
     assert read_cache_table(out).num_rows == sum(pq.read_metadata(out / "shards" / s).num_rows
@@ -76,3 +110,15 @@ def test_an_interrupted_cache_is_refused_and_half_written_shards_are_ignored(ray
     (out / "cache.json").unlink()  # as if the job had been killed before finishing
     with pytest.raises(CacheError, match="not a complete frame cache"):
         read_cache_table(out)
+
+
+def test_manifest_blocks_weigh_videos_by_their_frames_and_keep_every_row(tmp_path):
+    rows = [_row(tmp_path / f"v{i}.avi", "video", 1, "s1") for i in range(10)]
+    rows += [_row(tmp_path / f"i{i}.png", "image", 1, "s1") for i in range(100)]
+    manifest = make_manifest(rows)
+    blocks = manifest_blocks(manifest, PrepareConfig(frames=10, frames_per_block=32), workers=1)
+    assert [b.num_rows for b in blocks[:3]] == [3, 3, 3]  # 30 frames each: a 4th video would pass 32
+    assert max(b.num_rows for b in blocks) == 32  # images count one frame each
+    assert [r for b in blocks for r in b["sample_id"].to_pylist()] == manifest["sample_id"].to_pylist()
+    few = manifest_blocks(manifest.slice(0, 4), PrepareConfig(frames=10, frames_per_block=32), workers=1)
+    assert len(few) == 4  # at least 4 blocks per worker, so that no worker idles long at the end

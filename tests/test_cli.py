@@ -12,7 +12,7 @@ import pytest
 
 from fas.cli import main
 from fas.config import ConfigError, load_config
-from fas.data.cache import PrepareConfig
+from fas.data.cache import PrepareConfig, read_cache_table
 
 
 def _fas(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -30,7 +30,14 @@ def test_quickstart_runs_end_to_end_on_generated_data(tmp_path):
     assert "PlacementGroupCleaner" not in proc.stdout + proc.stderr  # no warning a second from Ray Train
     summary = json.loads((tmp_path / "qs" / "quickstart_summary.json").read_text())
     assert summary["class8"]["frames_written"] == 216  # 3 per class x 8 classes x 3 domains x 3 splits
-    assert summary["oulu_npu"]["frames_sampled"] == 9 * 10 and summary["oulu_npu"]["faces_found"] > 40
+    oulu = summary["oulu_npu"]
+    assert oulu["frames_sampled"] == oulu["frames_written"] == 9 * 10  # no_face: keep writes every frame
+    # the faces counted are the cached frames with a detected face (and a box); the rest kept the whole frame
+    detected = read_cache_table(tmp_path / "qs" / "cache" / "oulu_npu", columns=["face_detected", "face_box"])
+    assert oulu["faces_found"] == sum(detected["face_detected"].to_pylist())
+    assert [box is not None for box in detected["face_box"].to_pylist()] == detected["face_detected"].to_pylist()
+    assert oulu["faces_found"] + oulu["no_face_kept"] == oulu["frames_written"]
+    assert oulu["faces_found"] > oulu["no_face_kept"]  # the Haar detector finds the face in most generated frames
     assert "per-category accuracy" in proc.stdout and Path(summary["clipc8"]["report"]).exists()
     served = tmp_path / "qs" / "models" / "clipc8"
     assert {p.name for p in served.iterdir()} == {"model.pt", "model_config.json", "metrics.json"}

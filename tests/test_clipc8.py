@@ -46,8 +46,9 @@ def test_prompt_sets_are_configuration(tiny):
     assert not torch.allclose(digits.text_features, tiny[0].text_features)
 
 
-def test_missing_weights_error_says_what_and_how(tmp_path):
-    with pytest.raises(WeightsNotFound, match="timm/vit_large_patch14_clip_224.openai.*huggingface-cli download"):
+def test_missing_weights_error_says_what_and_how(empty_hub_cache):
+    with pytest.raises(WeightsNotFound, match="`hf download timm/vit_large_patch14_clip_224.openai "
+                                              "open_clip_model.safetensors`"):
         create_clipc8("ViT-L-14", "openai")
 
 
@@ -59,10 +60,19 @@ def test_attack_types_map_to_categories_through_config():
     assert [k for k, _ in CLASS8_PROMPTS] == cfg.categories
 
 
+def registered_checkpoints(run_dir: Path) -> int:
+    """Checkpoints Ray Train's controller has registered (and would resume from), read from its snapshot file."""
+    try:
+        return len(json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())["checkpoint_results"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 @pytest.mark.slow
-def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(class8_cache):
+def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(class8_cache, tmp_path):
     """2 DeepSpeed workers; one is SIGKILLed after two checkpoints: the run resumes from the last one, its loss
-    falls, and its checkpoint evaluates on the test split and under a named protocol."""
+    falls, and its checkpoint evaluates on the test split and under a named protocol. It reads the shared cache and
+    writes only under its own ``tmp_path``."""
     import signal
     import threading
     import time
@@ -73,18 +83,20 @@ def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(
     from fas.engine import train
     from fas.evaluate import EvaluateConfig, evaluate
 
-    cfg = from_dict(CLIPC8Config, dict(cache=str(class8_cache / "cache"), storage_path=str(class8_cache / "runs"),
+    cfg = from_dict(CLIPC8Config, dict(cache=str(class8_cache / "cache"), storage_path=str(tmp_path / "runs"),
                                        name="killed", model="clipc8-tiny", pretrained=None, epochs=6, lr=3e-4,
                                        num_workers=2, cpus_per_worker=0.5, batch_size=8, max_failures=2))
     result = {}
     runner = threading.Thread(target=lambda: result.setdefault("r", train(cfg)))
     runner.start()
-    run_dir, killed, deadline = class8_cache / "runs" / "killed", None, time.time() + 400
+    run_dir, killed, deadline = tmp_path / "runs" / "killed", None, time.time() + 400
     while killed is None and runner.is_alive() and time.time() < deadline:
-        # two epochs saved (so the first is surely registered with the controller): kill a training worker
-        if len(list(run_dir.glob("checkpoint_2*"))) >= 2:
-            workers = [p for p in psutil.process_iter(["cmdline"])
-                       if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
+        # a checkpoint on disk is not yet one the controller resumes from: kill a training worker only once the
+        # controller's own snapshot lists one (on a slow machine two epochs can land between its polls)
+        if registered_checkpoints(run_dir) >= 1:
+            workers = [p for p in psutil.process_iter(["cmdline", "status"])
+                       if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])
+                       and p.info["status"] != psutil.STATUS_ZOMBIE]
             if workers:
                 killed = workers[0].pid
                 workers[0].send_signal(signal.SIGKILL)
@@ -102,14 +114,14 @@ def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(
     assert losses[-1] < 0.8 * losses[0], losses
 
     metrics = evaluate(EvaluateConfig(checkpoint=str(checkpoint), cache=str(class8_cache / "cache"),
-                                      out=str(class8_cache / "eval")))
+                                      out=str(tmp_path / "eval")))
     assert metrics["threshold_rule"] == "dev_eer" and metrics["auc"] is not None
-    assert {p.name for p in (class8_cache / "eval").iterdir()} >= {"scores.csv", "metrics.json", "report.md",
-                                                                   "roc.png", "config.yaml"}
+    assert {p.name for p in (tmp_path / "eval").iterdir()} >= {"scores.csv", "metrics.json", "report.md",
+                                                               "roc.png", "config.yaml"}
     # a named protocol decides the rows: leave synth-cam-c out, threshold on the source domains' dev split
     loo = evaluate(EvaluateConfig(checkpoint=str(checkpoint), cache=str(class8_cache / "cache"),
-                                  out=str(class8_cache / "eval_loo"), protocol="synth-cam-a&synth-cam-b->synth-cam-c"))
-    scores = pd.read_csv(class8_cache / "eval_loo" / "scores.csv")
+                                  out=str(tmp_path / "eval_loo"), protocol="synth-cam-a&synth-cam-b->synth-cam-c"))
+    scores = pd.read_csv(tmp_path / "eval_loo" / "scores.csv")
     assert loo["n_real"] + loo["n_attack"] == int(((scores.domain == "synth-cam-c") & (scores.split != "dev")).sum())
 
 

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from fas.methods.dfg.model import anomalous_cue, create_generator, noise_seeds
 from fas.models.weights import WeightsNotFound
@@ -125,12 +126,11 @@ def test_onnx_identity_network_gives_the_pre_pooling_feature_map(tmp_path):
         load_identity({"kind": "onnx"}, str(tmp_path / "missing.onnx"))
 
 
-def test_missing_sd_vae_names_what_to_download(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
+def test_missing_sd_vae_names_what_to_download(empty_hub_cache):
     from fas.methods.dfg.model import load_vae
 
-    with pytest.raises(WeightsNotFound, match="stable-diffusion-v1-5/stable-diffusion-v1-5"):
+    with pytest.raises(WeightsNotFound, match="hf download stable-diffusion-v1-5/stable-diffusion-v1-5 "
+                                              "vae/config.json vae/diffusion_pytorch_model.safetensors"):
         load_vae({"pretrained": "stable-diffusion-v1-5/stable-diffusion-v1-5", "subfolder": "vae"})
 
 
@@ -218,7 +218,14 @@ def test_cue_job_covers_every_frame_and_resumes(dfg_run, class8_cache, tmp_path)
     cues = decode_cues(good["cue"].to_pylist()[:4])
     assert cues.shape == (4, 3, 64, 64)
     assert np.allclose(cues.reshape(4, -1).mean(1), 0, atol=1e-2)  # standardised per image
-    assert 0 < summary["separation"]["all"]["auc"] < 1
+    # the separation figure, recomputed from the cue table: -residual RMS as liveness (label 1 = bona fide) over
+    # the frames that have a cue
+    rms, labels = np.asarray(good["cue_rms"].to_pylist(), float), np.asarray(good["label"].to_pylist(), int)
+    separation = summary["separation"]["all"]
+    assert separation["frames"] == good.num_rows == summary["frames_with_cue"]
+    assert separation["auc"] == pytest.approx(roc_auc_score(labels, -rms))
+    assert separation["real_rms"] == pytest.approx(rms[labels == 1].mean())
+    assert separation["attack_rms"] == pytest.approx(rms[labels == 0].mean())
 
     # interrupt: lose one shard; the rerun redoes only its frames, and they come out the same
     shards = sorted((tmp_path / "cues" / "shards").glob("part-*.parquet"))

@@ -42,3 +42,19 @@ def test_each_epoch_reads_a_new_order_and_the_same_seed_the_same_orders(class8_c
     first, second = orders(0)
     assert sorted(first) == sorted(second) and first != second  # every training row, in a new order
     assert orders(0) == [first, second] and orders(1)[0] != first
+
+
+def test_rows_held_in_memory_are_shuffled_whole_and_streaming_rows_by_blocks_plus_a_local_buffer(class8_cache):
+    from fas.config import from_dict
+    from fas.engine.data import STREAM_SHUFFLE_BATCHES, train_order
+    from fas.methods.base import DataNeeds
+    from fas.methods.clipc8.config import CLIPC8Config
+
+    def order(needs, **engine):
+        return train_order(from_dict(CLIPC8Config, {"cache": str(class8_cache / "cache"), **engine}), needs)
+
+    shuffled = DataNeeds(columns=("image", "attack"))
+    assert order(shuffled) == ("global", 0)  # 72 tiny rows fit the default budget
+    assert order(shuffled, in_memory_mb=0) == ("blocks", STREAM_SHUFFLE_BATCHES)  # no all-to-all per epoch
+    blocks = DataNeeds(columns=("image",), order="blocks", local_shuffle=4)
+    assert order(blocks, steps=10) == ("blocks", 4) and order(blocks, epochs=2) == ("blocks", 0)

@@ -85,15 +85,10 @@ def test_pretrained_files_load_without_their_classifier(tmp_path):
     assert torch.equal(dual.cue_vit.pos_embed, source.vit.pos_embed)
 
 
-def test_missing_pretrained_weights_name_the_hub_repo(tmp_path, monkeypatch):
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(WeightsNotFound, match="timm/vit_base_patch16_224.augreg_in21k"):
+def test_missing_pretrained_weights_name_the_hub_repo(empty_hub_cache):
+    with pytest.raises(WeightsNotFound, match="hf download timm/vit_base_patch16_224.augreg_in21k model.safetensors"):
         create_oanet("oanet-vitb16", "in21k")
-    with pytest.raises(WeightsNotFound, match="timm/resnet18.a1_in1k"):
+    with pytest.raises(WeightsNotFound, match="hf download timm/resnet18.a1_in1k model.safetensors"):
         create_oanet("oanet-vitb16", None, cue_pretrained="imagenet")
     with pytest.raises(ValueError, match="unknown OA-Net mode"):
         create_oanet("oanet-tiny", None, mode="both")

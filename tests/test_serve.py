@@ -1,8 +1,8 @@
 """The liveness endpoint over real HTTP on 127.0.0.1: the graph, every bad input, the policies, the load job.
 
-One Serve instance per module with two applications built from tiny model folders made here: ``/`` (every
-model the fixture builds, weighted fusion, answering policies, small limits) and ``/strict`` (one model, the
-reject policies).
+One Serve instance per module with three applications built from tiny model folders made here: ``/`` (every
+model the fixture builds, weighted fusion, answering policies, small limits), ``/strict`` (one model, the reject
+policies) and ``/remote`` (one model, the face stage as a deployment of its own instead of inside the ingress).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import pytest
 import requests
 from PIL import Image
 
-from fas.data.faces import encode_image
+from fas.data.faces import decode_image, detect_and_crop, encode_image, make_detector
+from fas.serve.config import parse_app_config
 
 METRICS = {"threshold": 0.5, "threshold_rule": "dev_eer"}
 LIMITS = {"max_bytes": 300_000, "max_pixels": 1_500_000, "min_side": 32}
@@ -102,9 +103,8 @@ def app_args(folders: dict[str, Path], **overrides) -> dict:
                # a wait long enough that a burst meets in one batch on a loaded 2-core machine
                "batch_wait_timeout_s": 0.1,
                "generator_deployment": TINY_CPU} for n, p in folders.items()]
-    args = {"models": models, "face": {"detector": "haar", "size": 128, "deployment": TINY_CPU},
-            "fusion": {"rule": "weighted_mean", "deployment": TINY_CPU}, "limits": LIMITS,
-            "ingress_deployment": TINY_CPU}
+    args = {"models": models, "face": {"detector": "haar", "size": 128}, "fusion": {"rule": "weighted_mean"},
+            "limits": LIMITS, "ingress_deployment": TINY_CPU}
     args.update(overrides)
     return args
 
@@ -117,17 +117,21 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(ray_local, model_folders):
-    """Serve on a free loopback port with the main and the strict application; yields the base URL."""
+    """Serve on a free loopback port with the main, the strict and the remote application; yields the base URL."""
     from ray import serve
 
     from fas.serve.app import build_app
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    strict_face = {"detector": "haar", "no_face": "reject", "multiple_faces": "reject", "deployment": TINY_CPU}
+    strict_face = {"detector": "haar", "no_face": "reject", "multiple_faces": "reject"}
     first = dict(list(model_folders.items())[:1])
     serve.run(build_app(app_args(model_folders)), name="liveness", route_prefix="/")
     serve.run(build_app(app_args(first, face=strict_face)), name="strict", route_prefix="/strict")
+    # a configured fusion.deployment (no deployment any more) is accepted, as configs written before keep working
+    remote = app_args(first, face={"detector": "haar", "size": 128, "deployment": TINY_CPU},
+                      fusion={"rule": "weighted_mean", "deployment": TINY_CPU})
+    serve.run(build_app(remote), name="remote", route_prefix="/remote")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
 
@@ -167,11 +171,19 @@ def b64(data: bytes) -> str:
 
 
 # ---------------------------------------------------------------- happy path
-def check_answer(body: dict, folders: dict) -> None:
-    """The documented contract: per-model results, decision rule, fusion, versions."""
+def check_answer(body: dict, folders: dict, response: requests.Response | None = None) -> None:
+    """The documented contract: per-model results, decision rule, fusion, versions; with the HTTP ``response``,
+    the service's own latency fits inside the round trip the client saw."""
     assert set(body["models"]) == set(folders) == set(body["model_versions"])
     for name, result in body["models"].items():
-        assert 0.0 <= result["score"] <= 1.0
+        build = MODEL_FOLDERS[name][0]
+        if build is build_clipc8_folder:  # the score is the probability of the bona fide category
+            assert result["score"] == pytest.approx(result["probs"]["real"], abs=1e-6)
+        elif build is build_pdle_folder:  # the expected liveness level, sum_i c_i p_i with c_i = 0, 1/K, ..., 1
+            levels = np.asarray(result["levels"])
+            assert result["score"] == pytest.approx(float(levels @ np.linspace(0.0, 1.0, len(levels))), abs=1e-5)
+        else:  # OA-Net answers only its softmax probability of "real": nothing else in the answer to relate it to
+            assert 0.0 <= result["score"] <= 1.0
         assert result["live"] == (result["score"] >= result["threshold"])
         assert result["input"] == MODEL_FOLDERS[name][1]
         assert body["model_versions"][name] == result["version"]
@@ -183,17 +195,23 @@ def check_answer(body: dict, folders: dict) -> None:
     assert body["score"] == pytest.approx(expected, abs=1e-6)
     assert body["threshold"] == pytest.approx(0.5) and body["fusion"] == "weighted_mean"
     assert body["live"] == (body["score"] >= body["threshold"])
-    assert body["latency_ms"] > 0
+    if response is not None:  # time in the service is part of the client's round trip
+        assert 0 < body["latency_ms"] <= response.elapsed.total_seconds() * 1000
+    else:
+        assert body["latency_ms"] > 0
 
 
 def test_liveness_multipart_astronaut(served, model_folders, jpeg):
     response = post_file(served, jpeg)
     assert response.status_code == 200, response.text
     body = response.json()
-    check_answer(body, model_folders)
-    assert body["face"]["detected"] and body["face"]["num_faces"] == 1 and body["face"]["used"] == "face"
-    x0, y0, x1, y1 = body["face"]["box"]
-    assert 0 <= x0 < x1 <= 512 and 0 <= y0 < y1 <= 512
+    check_answer(body, model_folders, response)
+    # the box is what the served face stage (same detector, margin and crop size) finds in this image in-process
+    face = parse_app_config(app_args(model_folders)).face
+    expected = detect_and_crop(make_detector(face.detector, face.detector_weights), decode_image(jpeg),
+                               margin=face.margin, size=face.size, no_face="keep")
+    assert expected.detected and expected.num_faces == 1
+    assert body["face"] == {"detected": True, "box": [int(v) for v in expected.box], "num_faces": 1, "used": "face"}
     assert body["image"] == {"format": "JPEG", "width": 512, "height": 512}
 
 
@@ -201,7 +219,7 @@ def test_liveness_json_matches_multipart(served, model_folders, jpeg):
     by_file = post_file(served, jpeg).json()
     by_json = post_json(served, {"image": b64(jpeg)})
     assert by_json.status_code == 200, by_json.text
-    check_answer(by_json.json(), model_folders)
+    check_answer(by_json.json(), model_folders, by_json)
     assert by_json.json()["score"] == pytest.approx(by_file["score"], abs=1e-5)
     data_url = post_json(served, {"image": "data:image/jpeg;base64," + base64.encodebytes(jpeg).decode()})
     assert data_url.status_code == 200 and data_url.json()["score"] == pytest.approx(by_file["score"], abs=1e-5)
@@ -297,18 +315,24 @@ def test_no_face_is_decided_on_the_whole_frame(served, model_folders):
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["face"] == {"detected": False, "box": None, "num_faces": 0, "used": "whole_frame"}
-    check_answer(body, model_folders)
+    check_answer(body, model_folders, response)
 
 
 def test_several_faces_score_the_largest(served, model_folders, astronaut_rgb):
-    from fas.data.faces import decode_image, make_detector
-
     image = two_faces(astronaut_rgb)
     response = post_file(served, image)
     assert response.status_code == 200, response.text
     face = response.json()["face"]
     boxes = make_detector("haar").detect(decode_image(image))  # what the face stage sees
     assert face["detected"] and face["num_faces"] == len(boxes) >= 2 and face["box"] == list(boxes[0])
+
+
+def test_face_stage_in_the_ingress_or_a_deployment_scores_alike(served, model_folders, jpeg):
+    """The main application crops in its ingress, the remote one on a FaceStage deployment: same face, same score."""
+    name = next(iter(model_folders))
+    inside, deployed = post_file(served, jpeg).json(), post_file(f"{served}/remote", jpeg).json()
+    assert deployed["face"] == inside["face"] and deployed["face"]["detected"]
+    assert deployed["models"][name]["score"] == pytest.approx(inside["models"][name]["score"], abs=1e-6)
 
 
 def test_reject_policies(served, jpeg, astronaut_rgb):
@@ -318,6 +342,8 @@ def test_reject_policies(served, jpeg, astronaut_rgb):
     assert no_face.status_code == 422 and no_face.json()["error"] == "no_face"
     several = post_file(strict, two_faces(astronaut_rgb))
     assert several.status_code == 422 and several.json()["error"] == "multiple_faces"
+    # the whole-frame model's call, started before the detector refused, was cancelled; the model still answers
+    assert post_file(strict, jpeg).json()["models"][next(iter(MODEL_FOLDERS))]["input"] == "frame"
 
 
 # ---------------------------------------------------------------- batching, health, listing, docs
@@ -331,10 +357,13 @@ def test_concurrent_requests_are_batched(served, jpeg):
     assert max(scores) - min(scores) < 1e-5  # neither batching nor concurrency changes the answer
 
 
-def test_healthz(served):
+def test_healthz(served, model_folders):
     response = requests.get(f"{served}/healthz", timeout=30)
     assert response.status_code == 200
     assert response.json()["status"] == "ok" and all(response.json()["deployments"].values())
+    assert set(response.json()["deployments"]) == {f"model:{n}" for n in model_folders}  # face: in the ingress
+    remote = requests.get(f"{served}/remote/healthz", timeout=30).json()["deployments"]
+    assert set(remote) == {"face", f"model:{next(iter(model_folders))}"} and all(remote.values())
 
 
 def test_models_listing(served, model_folders, jpeg):
@@ -368,7 +397,12 @@ def test_load_job_survives_a_replica_kill(served, model_folders):
                      app_name="load", route_prefix="/load", recovery_timeout_s=120)
     report = run_load(cfg, app_args(model_folders))
     assert report["serve"]["ok"] == 30 and report["serve"]["failed"] == 0
-    assert report["in_process"]["ok"] == 30 and report["serve_vs_in_process"]["throughput_ratio"] > 0
+    assert report["in_process"]["ok"] == 30
+    for side in ("serve", "in_process"):  # req/s: the successful answers over the side's wall time
+        assert report[side]["req_per_s"] == pytest.approx(report[side]["ok"] / report[side]["wall_s"])
+    ratio = report["serve_vs_in_process"]
+    assert ratio["throughput_ratio"] == pytest.approx(report["serve"]["req_per_s"] / report["in_process"]["req_per_s"])
+    assert ratio["p50_latency_ratio"] == pytest.approx(report["serve"]["p50_ms"] / report["in_process"]["p50_ms"])
     kill = report["kill"]
     assert kill["killed_replica"].startswith(f"SERVE_REPLICA::load#Model_{name}#")
     assert kill["answers_after_kill"] and kill["replaced_after_s"] is not None

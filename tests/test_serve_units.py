@@ -107,3 +107,52 @@ def test_repo_serve_configs_are_valid(name, models):
     cfg = parse_app_config(app["args"])
     assert app["import_path"] == "fas.serve.app:build_app" and doc["http_options"]["host"] == "127.0.0.1"
     assert [(m.name, m.path) for m in cfg.models] == models
+
+
+def test_model_server_scores_a_lone_call_at_once_and_batches_a_burst(tmp_path, monkeypatch, astronaut_rgb):
+    """Idle replica: the call is scored alone, without waiting for a batch; calls that arrive while it runs
+    meet in one batch (the batch wait here is long, so only the bypass can answer the first call alone)."""
+    import asyncio
+    import importlib.util
+
+    import fas.serve.deployments
+    from tests.test_serve import build_pdle_folder
+
+    # a private copy of the module: the batch queue made here holds a weakref that would make the real class
+    # unpicklable for the Serve deployments of later tests in this process
+    spec = importlib.util.spec_from_file_location("deployments_copy", fas.serve.deployments.__file__)
+    deployments = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(deployments)
+    build_pdle_folder(tmp_path, seed=0)
+    (tmp_path / "metrics.json").write_text(json.dumps({"threshold": 0.5}))
+    monkeypatch.setattr(deployments, "match_torch_threads", lambda: 1)  # no Ray worker here to read CPUs from
+    # @serve.batch reads the replica's max_ongoing_requests only to warn; there is no replica here
+    monkeypatch.setattr("ray.serve.batching._BatchQueue._warn_if_max_batch_size_exceeds_max_ongoing_requests",
+                        lambda self: None)
+    server = deployments.ModelServer.func_or_class(load_model_card(ModelEntry(name="m", path=str(tmp_path))), 4, 0.3)
+    calls, predict = [], server.predictor.predict
+    monkeypatch.setattr(server.predictor, "predict", lambda images: calls.append(len(images)) or predict(images))
+    crop = encode_image(astronaut_rgb[:128, :128])
+
+    async def scenario():
+        alone = await server(crop)
+        return alone, await asyncio.gather(*(server(crop) for _ in range(4)))
+
+    alone, burst = asyncio.run(scenario())
+    assert alone["batch_size"] == 1 and [r["batch_size"] for r in burst] == [1, 3, 3, 3]
+    assert calls == [1, 1, 3] and server.in_flight == 0
+    assert [r["score"] for r in burst] == pytest.approx([alone["score"]] * 4, abs=1e-6)
+
+
+def test_thread_local_face_gives_each_thread_its_own_detector():
+    """OpenCV detectors are not thread-safe: the ingress's worker threads must not share one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fas.serve.config import FaceConfig
+    from fas.serve.pipeline import ThreadLocalFace
+
+    face = ThreadLocalFace(FaceConfig(detector="haar"), {"face"})
+    assert face.pipeline() is face.pipeline()
+    with ThreadPoolExecutor(2) as pool:
+        others = list(pool.map(lambda _: id(face.pipeline()), range(2)))
+    assert id(face.pipeline()) not in others

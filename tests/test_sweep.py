@@ -39,7 +39,19 @@ def test_a_small_pdle_k_sweep_writes_table_and_plot_and_resumes(tmp_path, class8
     run_sweep(cfg)
     table = pd.read_csv(tmp_path / "sweeps" / "k" / "results.csv")
     assert table["k"].tolist() == [2, 6] and table["status"].tolist() == ["done", "done"]
-    assert table["best_val_auc"].between(0, 1).all() and (table["epochs"] == 2).all()
+    assert (table["epochs"] == 2).all()
+    # each row holds what its trial reported (Tune's result.json, one line per epoch): the best epoch's val_auc
+    # (mode max) and the last epoch's
+    reported = {}
+    for path in (tmp_path / "sweeps" / "k").glob("*/result.json"):
+        k = json.loads((path.parent / "params.json").read_text())["k"]
+        reported[k] = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted(reported) == [2, 6]
+    for row in table.itertuples(index=False):
+        lines = reported[row.k]
+        assert [line["epoch"] for line in lines] == [0, 1]
+        assert row.best_val_auc == pytest.approx(max(line["val_auc"] for line in lines))
+        assert row.val_auc == pytest.approx(lines[-1]["val_auc"])
     assert (tmp_path / "sweeps" / "k" / "val_auc_vs_k.png").stat().st_size > 1000
     assert "| k |" in (tmp_path / "sweeps" / "k" / "results.md").read_text()
     reports = sorted((tmp_path / "sweeps" / "k").glob("*/result.json"))

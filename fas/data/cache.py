@@ -1,8 +1,11 @@
-"""The frame cache: manifest -> (decode + sample frames) -> face stage -> Parquet shards, streamed on Ray Data.
+"""The frame cache: manifest -> (decode, sample frames, detect, crop, encode) -> Parquet shards, on Ray Data.
+
+One actor stage does the per-frame work where the frame is decoded (raw frames never cross the object store), one
+actor per CPU, one OpenCV / FFmpeg thread per actor; the driver gathers its output into fixed-size shards.
 
 Layout of a cache folder::
 
-    CACHE/shards/part-<uuid>.parquet   one shard per writer batch: manifest columns + frame columns
+    CACHE/shards/part-<uuid>.parquet   ``rows_per_shard`` frames each: manifest columns + frame columns
     CACHE/cache.json                   written last: the shard list, counts, skipped files and the config
 
 Every shard is written to a temporary name and renamed, and ``cache.json`` is written only after all shards:
@@ -17,11 +20,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import sys
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -54,75 +59,79 @@ class PrepareConfig:
     no_face: str = "keep"  # keep (whole frame, counted) | drop (counted)
     image_format: str = "jpg"  # jpg | png
     rows_per_shard: int = 512
-    face_workers: int = 2  # max actors of the face stage
-    cpus_per_face_worker: float = 0.5
-    cpus_per_decode_task: float = 0.5
+    face_workers: int | None = None  # actors of the frame stage; unset: as many as the cluster's CPUs hold
+    cpus_per_face_worker: float = 1.0  # also the OpenCV / FFmpeg threads of each actor (at least 1)
+    frames_per_block: int = 32  # about this many frames per task (a video counts ``frames``, an image 1)
     address: str | None = None  # Ray cluster to join; embedded local cluster when unset
     progress: bool = True
 
 
-# ---------------------------------------------------------------- stage 1: decode (one sample -> its frames)
-def _frame_row(row: dict, index: int, rgb: np.ndarray | None, error: str = "") -> dict:
-    out = {c: row.get(c) for c in row}
-    out["frame_index"] = index
-    out["frame_id"] = f"{row['sample_id']}#{index}"
-    out["frame"] = b"" if rgb is None else np.ascontiguousarray(rgb).tobytes()
-    out["frame_shape"] = [0, 0, 0] if rgb is None else list(rgb.shape)
-    out["error"] = error
-    return out
+FRAME_TYPES = {"frame_index": pa.int32(), "frame_id": pa.string(), "image": pa.binary(),
+               "face_detected": pa.bool_(), "face_box": pa.list_(pa.int32(), 4), "num_faces": pa.int32(),
+               "dropped": pa.bool_(), "error": pa.string()}  # the frame columns a FrameStage appends
 
 
-def decode_sample(row: dict, frames: int, every_k: int | None) -> list[dict]:
-    """One manifest row -> one row per kept frame, or one ``error`` row naming why the file was skipped."""
+def limit_threads(n: int) -> None:
+    """Hold OpenCV (and torch, when loaded) to ``n`` threads. Each library starts a thread per core of the machine
+    by default, so a pool of workers, each owning one core, would run workers x cores threads on the same cores;
+    the single-process baseline calls it with 1 to stay single-threaded."""
+    cv2.setNumThreads(max(1, n))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(max(1, n))
+
+
+# ---------------------------------------------------------------- stage 1: manifest rows -> frame rows
+def decode_sample(row: dict, frames: int, every_k: int | None, threads: int = 0) -> tuple[list, str]:
+    """One manifest row -> its kept ``(frame_index, rgb)`` frames and ``""``, or no frames and why it was skipped."""
     try:
         if row["media"] == "video":
-            picked = sample_frames(row["path"], frames, every_k)
-        else:
-            picked = [(int(row.get("frame_index") or 0), decode_image(Path(row["path"]).read_bytes()))]
+            return sample_frames(row["path"], frames, every_k, threads), ""
+        return [(int(row.get("frame_index") or 0), decode_image(Path(row["path"]).read_bytes()))], ""
     except (VideoError, ValueError, OSError) as exc:
-        return [_frame_row(row, -1, None, error=str(exc))]
-    return [_frame_row(row, i, rgb) for i, rgb in picked]
+        return [], str(exc)
 
 
-# ---------------------------------------------------------------- stage 2: faces (actor pool)
-class FaceStage:
-    """Ray Data ``map_batches`` callable: detect, crop and encode each frame of a batch."""
+class FrameStage:
+    """Ray Data ``map_batches`` callable (actor pool: the detector is built once per actor): manifest rows in, one
+    row per kept frame out, plus one ``error`` row per skipped file. Decoding, detection, cropping and encoding
+    happen in the same worker, so only small encoded crops cross the object store, never raw frames."""
 
     def __init__(self, cfg: PrepareConfig):
         self.cfg = cfg
+        self.threads = max(1, int(cfg.cpus_per_face_worker))
+        limit_threads(self.threads)
         self.detector = make_detector(cfg.detector, cfg.detector_weights)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.select(["frame", "frame_shape", "error"]).to_pylist()
-        images, detected, boxes, counts, dropped = [], [], [], [], []
-        for row in rows:
-            res = None
-            if not row["error"]:
-                rgb = np.frombuffer(row["frame"], np.uint8).reshape(row["frame_shape"])
-                res = detect_and_crop(self.detector, rgb, margin=self.cfg.margin, size=self.cfg.size,
-                                      no_face=self.cfg.no_face)
-            crop = None if res is None else res.crop
-            images.append(b"" if crop is None else encode_image(crop, self.cfg.image_format))
-            detected.append(bool(res and res.detected))
-            boxes.append(list(res.box) if res and res.box else None)
-            counts.append(res.num_faces if res else 0)
-            dropped.append(res is not None and crop is None)
-        out = batch.drop_columns(["frame", "frame_shape"])
-        new = {"image": pa.array(images, pa.binary()), "face_detected": pa.array(detected, pa.bool_()),
-               "face_box": pa.array(boxes, pa.list_(pa.int32(), 4)), "num_faces": pa.array(counts, pa.int32()),
-               "dropped": pa.array(dropped, pa.bool_())}
-        for name, column in new.items():
-            out = out.append_column(name, column)
+        take, columns = [], {name: [] for name in FRAME_TYPES}
+        for i, row in enumerate(batch.to_pylist()):
+            picked, error = decode_sample(row, self.cfg.frames, self.cfg.every_k, self.threads)
+            for index, rgb in picked or [(-1, None)]:
+                take.append(i)
+                crop = self._crop(rgb) if rgb is not None else (b"", False, None, 0, False)
+                for name, value in zip(FRAME_TYPES, (index, f"{row['sample_id']}#{index}", *crop, error)):
+                    columns[name].append(value)
+        out = batch.take(pa.array(take, pa.int64()))  # manifest columns keep their types
+        out = out.drop_columns([c for c in FRAME_TYPES if c in out.column_names])
+        for name, kind in FRAME_TYPES.items():
+            out = out.append_column(name, pa.array(columns[name], kind))
         return out
 
+    def _crop(self, rgb: np.ndarray) -> tuple:
+        """(encoded image, detected, box, number of faces, dropped) of one frame."""
+        res = detect_and_crop(self.detector, rgb, margin=self.cfg.margin, size=self.cfg.size,
+                              no_face=self.cfg.no_face)
+        image = b"" if res.crop is None else encode_image(res.crop, self.cfg.image_format)
+        return image, res.detected, list(res.box) if res.box else None, res.num_faces, res.crop is None
 
-# ---------------------------------------------------------------- stage 3: write shards atomically
+
+# ---------------------------------------------------------------- stage 2: write shards atomically
 def frame_table(batch: pa.Table) -> pa.Table:
-    """The kept frames of a batch, with the cache's column order (manifest columns first)."""
+    """The kept frames of a batch, with the cache's column order (manifest columns first); label stays int64."""
     ok = pc.and_(pc.equal(batch["error"], ""), pc.invert(batch["dropped"]))
     kept = batch.filter(ok).drop_columns(["error", "dropped"])
-    kept = kept.set_column(kept.schema.get_field_index("frame_index"), "frame_index",
-                           kept["frame_index"].cast(pa.int32()))
+    kept = kept.set_column(kept.schema.get_field_index("label"), "label", kept["label"].cast(pa.int64()))
     first = [c for c in COLUMNS if c in kept.column_names]
     return kept.select(first + [c for c in kept.column_names if c not in first])
 
@@ -137,85 +146,139 @@ def write_shard(table: pa.Table, shard_dir: Path) -> str | None:
     return name
 
 
-def write_batch(batch: pa.Table, shard_dir: str) -> pa.Table:
-    """Ray Data ``map_batches`` function: writes one shard per batch, returns one stats row."""
-    shard = write_shard(frame_table(batch), Path(shard_dir))
-    rows = batch.select(["path", "error", "dropped", "face_detected", "media"]).to_pylist()
-    errors = sorted({(r["path"], r["error"]) for r in rows if r["error"]})
-    good = [r for r in rows if not r["error"]]
-    stats = {
-        "shard": shard or "",
-        "frames_sampled": len(good),
-        "frames_written": sum(1 for r in good if not r["dropped"]),
-        "faces_found": sum(1 for r in good if r["face_detected"]),
-        "no_face_dropped": sum(1 for r in good if r["dropped"]),
-        "no_face_kept": sum(1 for r in good if not r["face_detected"] and not r["dropped"]),
-        "errors": json.dumps(errors),
-    }
-    return pa.Table.from_pylist([stats])
+COUNTED = ("frames_sampled", "frames_written", "faces_found", "no_face_dropped", "no_face_kept")
+
+
+class ShardWriter:
+    """Gathers frame batches into shards of exactly ``rows_per_shard`` rows (the last one fewer) and counts them.
+
+    It runs in the driver: shard size does not depend on how Ray Data cut its blocks (no shard per tiny batch), and
+    shards land next to ``cache.json`` whichever node made the frames."""
+
+    def __init__(self, shard_dir: Path, rows_per_shard: int):
+        self.shard_dir, self.rows_per_shard = shard_dir, max(1, rows_per_shard)
+        self.pending: list[pa.Table] = []
+        self.shards: list[str] = []
+        self.counts = Counter({key: 0 for key in COUNTED})
+        self.skipped: set[tuple[str, str]] = set()
+
+    def add(self, batch: pa.Table) -> None:
+        self._count(batch)
+        kept = frame_table(batch)
+        if kept.num_rows:
+            self.pending.append(kept)
+        while sum(t.num_rows for t in self.pending) >= self.rows_per_shard:
+            self._flush(self.rows_per_shard)
+
+    def _flush(self, rows: int) -> None:
+        table = pa.concat_tables(self.pending)
+        self.shards.append(write_shard(table.slice(0, rows), self.shard_dir))
+        self.pending = [table.slice(rows)] if table.num_rows > rows else []
+
+    def _count(self, batch: pa.Table) -> None:
+        good, dropped, found = pc.equal(batch["error"], ""), batch["dropped"], batch["face_detected"]
+        kept = pc.and_(good, pc.invert(dropped))
+        for key, mask in zip(COUNTED, (good, kept, pc.and_(good, found), pc.and_(good, dropped),
+                                       pc.and_(kept, pc.invert(found)))):
+            self.counts[key] += pc.sum(mask.cast(pa.int64())).as_py() or 0
+        bad = batch.filter(pc.invert(good)).select(["path", "error"]).to_pylist()
+        self.skipped.update((r["path"], r["error"]) for r in bad)
+
+    def close(self) -> dict:
+        """Writes what is left; the counts of the summary."""
+        if self.pending:
+            self._flush(sum(t.num_rows for t in self.pending))
+        return {"shards": sorted(self.shards), **self.counts,
+                "skipped_files": [{"path": p, "reason": r} for p, r in sorted(self.skipped)]}
 
 
 # ---------------------------------------------------------------- the pipeline
-def _merge_stats(stat_rows: list[dict]) -> dict:
-    totals = Counter()
-    shards, skipped = [], []
-    for row in stat_rows:
-        if row["shard"]:
-            shards.append(row["shard"])
-        skipped.extend(json.loads(row["errors"]))
-        for key in ("frames_sampled", "frames_written", "faces_found", "no_face_dropped", "no_face_kept"):
-            totals[key] += int(row[key])
-    skipped = sorted({tuple(s) for s in skipped})
-    return {"shards": sorted(shards), **totals, "skipped_files": [{"path": p, "reason": r} for p, r in skipped]}
-
-
-def prepare(cfg: PrepareConfig) -> dict:
-    """Prepare the frame cache of ``cfg.manifest`` in ``cfg.out``; returns the summary also saved in cache.json."""
-    import ray
-
-    from fas.ray_utils import init_ray
-
-    manifest = read_manifest(cfg.manifest)
-    out = Path(cfg.out)
+def fresh_output(out: str | Path) -> Path:
+    """The (emptied) shard folder; ``cache.json`` goes first, so the folder reads as incomplete until the end."""
+    out = Path(out)
+    (out / CACHE_INDEX).unlink(missing_ok=True)
     shard_dir = out / SHARD_DIR
-    (out / CACHE_INDEX).unlink(missing_ok=True)  # the folder is incomplete from here until the end
     shutil.rmtree(shard_dir, ignore_errors=True)
     shard_dir.mkdir(parents=True)
-    init_ray(cfg.address)
-    context = ray.data.DataContext.get_current()
-    shown, context.enable_progress_bars = context.enable_progress_bars, cfg.progress
-    start = time.perf_counter()
-    try:
-        stat_rows = build_pipeline(manifest, cfg, shard_dir).take_all()
-    finally:  # later datasets of the same driver (training, scoring) keep the caller's setting
-        context.enable_progress_bars = shown
-    summary = _merge_stats(stat_rows)
+    return shard_dir
+
+
+def finish(cfg: PrepareConfig, manifest: pa.Table, counts: dict, seconds: float) -> dict:
+    """The summary, written to ``cache.json`` last (temporary name, then renamed) and returned."""
+    summary = dict(counts)
     summary.update(
-        seconds=round(time.perf_counter() - start, 2), samples=manifest.num_rows, synthetic=is_synthetic(manifest),
+        seconds=round(seconds, 2), samples=manifest.num_rows, synthetic=is_synthetic(manifest),
         config=dataclasses.asdict(cfg), manifest_counts=_manifest_counts(manifest),
     )
     summary["frames_per_second"] = round(summary["frames_sampled"] / max(summary["seconds"], 1e-9), 1)
+    out = Path(cfg.out)
     tmp = out / f".{CACHE_INDEX}.tmp"
     tmp.write_text(json.dumps(summary, indent=2))
     tmp.replace(out / CACHE_INDEX)
     return summary
 
 
-def build_pipeline(manifest: pa.Table, cfg: PrepareConfig, shard_dir: Path):
-    """The streaming Ray Data plan; nothing in it materialises the dataset (the manifest is only file paths)."""
+def prepare(cfg: PrepareConfig) -> dict:
+    """Prepare the frame cache of ``cfg.manifest`` in ``cfg.out``; returns the summary also saved in cache.json.
+
+    ``seconds`` counts the pipeline (its actors' start included) to the last shard, not an embedded cluster's start."""
     import ray
 
-    blocks = max(1, min(manifest.num_rows, 64))
-    ds = ray.data.from_arrow(manifest).repartition(blocks)
-    ds = ds.flat_map(decode_sample, fn_kwargs={"frames": cfg.frames, "every_k": cfg.every_k},
-                     num_cpus=cfg.cpus_per_decode_task)
-    ds = ds.map_batches(
-        FaceStage, fn_constructor_kwargs={"cfg": cfg}, batch_size=32, batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cfg.face_workers)),
+    from fas.ray_utils import init_ray
+
+    manifest = read_manifest(cfg.manifest)
+    writer = ShardWriter(fresh_output(cfg.out), cfg.rows_per_shard)
+    init_ray(cfg.address)
+    context = ray.data.DataContext.get_current()
+    shown, context.enable_progress_bars = context.enable_progress_bars, cfg.progress
+    start = time.perf_counter()
+    try:
+        for batch in build_pipeline(manifest, cfg).iter_batches(batch_size=None, batch_format="pyarrow"):
+            writer.add(batch)
+    finally:  # later datasets of the same driver (training, scoring) keep the caller's setting
+        context.enable_progress_bars = shown
+    return finish(cfg, manifest, writer.close(), time.perf_counter() - start)
+
+
+def face_workers(cfg: PrepareConfig) -> int:
+    """``cfg.face_workers``, or as many actors as the cluster's CPUs hold: the stage is CPU-bound, and the
+    driver (which writes the shards) and Ray Data's executor need too little to reserve a CPU of their own."""
+    if cfg.face_workers:
+        return cfg.face_workers
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1) // cfg.cpus_per_face_worker))
+
+
+def manifest_blocks(manifest: pa.Table, cfg: PrepareConfig, workers: int) -> list[pa.Table]:
+    """Manifest slices of about ``cfg.frames_per_block`` frames, and at least 4 per worker where the manifest
+    allows: one slice is one task, so it must outweigh a task's overhead (ms), and the last ones must be short
+    enough that no worker idles long at the end."""
+    weights = [cfg.frames if media == "video" else 1 for media in manifest["media"].to_pylist()]
+    target = max(1, min(cfg.frames_per_block, sum(weights) // (4 * workers)))
+    blocks, start, acc = [], 0, 0
+    for i, weight in enumerate(weights):
+        if acc and acc + weight > target:
+            blocks.append(manifest.slice(start, i - start))
+            start, acc = i, 0
+        acc += weight
+    return blocks + [manifest.slice(start)]
+
+
+def build_pipeline(manifest: pa.Table, cfg: PrepareConfig):
+    """The streaming Ray Data plan: manifest slices (file paths only) -> frame rows on a fixed actor pool, started
+    whole at once (an autoscaling pool starts with one actor and grows late on a short job)."""
+    import ray
+
+    from fas.ray_utils import actor_pool
+
+    workers = face_workers(cfg)
+    blocks = manifest_blocks(manifest, cfg, workers)
+    pool = actor_pool(min(workers, len(blocks)))
+    return ray.data.from_arrow(blocks).map_batches(
+        FrameStage, fn_constructor_kwargs={"cfg": cfg}, batch_size=None, batch_format="pyarrow", compute=pool,
         num_cpus=cfg.cpus_per_face_worker,
     )
-    return ds.map_batches(write_batch, fn_kwargs={"shard_dir": str(shard_dir)}, batch_size=cfg.rows_per_shard,
-                          batch_format="pyarrow", num_cpus=0.25)
 
 
 def _manifest_counts(manifest: pa.Table) -> dict:

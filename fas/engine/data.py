@@ -54,19 +54,44 @@ def _not_null(dataset, columns):
     return dataset
 
 
+STREAM_SHUFFLE_BATCHES = 8  # each worker's shuffle buffer, in batches, when the training rows stream
+
+
+def train_order(cfg, needs: DataNeeds) -> tuple[str, int]:
+    """How the training rows are reordered each epoch: ``("global", 0)``, a full shuffle, when the method asks
+    for one and the rows are held in memory (cheap there); else ``("blocks", n)``: a random block order plus
+    each worker's local shuffle buffer of ``n`` batches (a global shuffle of streaming rows is an all-to-all
+    exchange of the whole selection every epoch)."""
+    if needs.order == "shuffle":
+        if fits_in_memory(cfg, needs):
+            return "global", 0
+        return "blocks", max(needs.local_shuffle, STREAM_SHUFFLE_BATCHES)
+    return "blocks", needs.local_shuffle if cfg.engine.unit == "step" else 0
+
+
+def train_columns(needs: DataNeeds) -> list[str]:
+    return sorted(set(needs.columns) | ({"label"} if needs.real_only else set()))
+
+
+def fits_in_memory(cfg, needs: DataNeeds) -> bool:
+    budget = cfg.engine.in_memory_mb * 2**20
+    return bool(budget) and column_bytes(cfg.cache, train_columns(needs)) <= budget
+
+
 def training_datasets(cfg, needs: DataNeeds, val_columns: tuple[str, ...] | None) -> dict:
     """``train`` (+ streams, + ``val`` when ``val_columns``) for ``cfg`` (a ``TrainConfig``)."""
     from ray.data import RandomSeedConfig
     from ray.data.expressions import col
 
-    columns = sorted(set(needs.columns) | ({"label"} if needs.real_only else set()))
+    columns = train_columns(needs)
     rows = _not_null(selected_rows(cfg.cache, "train", columns, cfg.protocol, cfg.fold), needs.required)
     if needs.real_only:  # the generator never sees an attack
         rows = rows.filter(expr=col("label") == 1)
     rows = held(rows.select_columns(list(needs.columns)), cfg.cache, columns, cfg.engine.in_memory_mb * 2**20)
     # a new order each epoch (a plain seed repeats the first one), the same orders for the same seed
     seed = RandomSeedConfig(seed=cfg.engine.seed, reseed_after_execution=True)
-    train = rows.random_shuffle(seed=seed) if needs.order == "shuffle" else rows.randomize_block_order(seed=seed)
+    order, _ = train_order(cfg, needs)
+    train = rows.random_shuffle(seed=seed) if order == "global" else rows.randomize_block_order(seed=seed)
     datasets = {"train": train}
     for name, stream_columns in needs.streams.items():
         datasets[name] = rows.select_columns(list(stream_columns)).randomize_block_order()

@@ -41,7 +41,7 @@ def train(cfg, callbacks: list | None = None) -> TrainRun:
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from fas.engine.data import training_datasets
+    from fas.engine.data import train_order, training_datasets
     from fas.engine.loop import worker_loop
     from fas.methods import method_of_config
     from fas.ray_utils import init_ray, storage_uri
@@ -52,10 +52,12 @@ def train(cfg, callbacks: list | None = None) -> TrainRun:
     init_ray(run.address)
     if method.prepare is not None:
         cfg = resolve(method.prepare)(cfg)
-    datasets = training_datasets(cfg, resolve(method.data)(cfg), validation_columns(method, cfg))
+    needs = resolve(method.data)(cfg)
+    datasets = training_datasets(cfg, needs, validation_columns(method, cfg))
     resources = {"CPU": run.cpus_per_worker, **({"GPU": run.gpus_per_worker} if run.use_gpu else {})}
     trainer = TorchTrainer(
-        worker_loop, train_loop_config={"method": method, "config": dataclasses.asdict(cfg)}, datasets=datasets,
+        worker_loop, train_loop_config={"method": method, "config": dataclasses.asdict(cfg),
+                                        "local_shuffle": train_order(cfg, needs)[1]}, datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         scaling_config=ray.train.ScalingConfig(num_workers=run.num_workers, use_gpu=run.use_gpu,
                                                resources_per_worker=resources),

@@ -43,7 +43,7 @@ class DataNeeds:
     required: tuple[str, ...] = ()
     real_only: bool = False
     order: str = "shuffle"
-    local_shuffle: int = 0  # local shuffle buffer, in batches (order "blocks")
+    local_shuffle: int = 0  # local shuffle buffer, in batches (order "blocks"; streamed "shuffle" rows get >= 8)
     streams: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
@@ -85,6 +85,12 @@ class Task:
     def train_step(self, model, batch: dict[str, np.ndarray], info: StepInfo) -> dict[str, torch.Tensor]:
         """Losses of one batch (``loss`` is backpropagated); ``model`` is ``module`` as the engine wrapped it."""
         raise NotImplementedError
+
+    def prepare_batch(self, batch: dict[str, np.ndarray]) -> dict:
+        """Deterministic CPU work on a training batch (decoding), which the engine runs ahead of the step in a
+        background thread; tensors returned here arrive in ``train_step`` pinned and on the worker's device. No
+        randomness here (augment in ``train_step``, with ``ctx.rng`` or torch's generator). Default: as read."""
+        return batch
 
     def start_epoch(self, epoch: int) -> None:
         """Called before each epoch (epoch runs) or pass over the stream (step runs)."""
@@ -150,6 +156,11 @@ def write_model_folder(folder: Path, state: dict[str, torch.Tensor], meta: dict)
     (folder / MODEL_CONFIG_FILE).write_text(json.dumps(meta, indent=2))
 
 
+def random_init(*fields: str) -> Callable:
+    """A record's ``weightless``: the config with these pretrained-weight fields set to None (random init)."""
+    return lambda cfg, folder: dataclasses.replace(cfg, **dict.fromkeys(fields))
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
     """One registered method: everything the CLI, quickstart, jobs, evaluation, Tune and Serve need to know.
@@ -171,6 +182,9 @@ class Method:
     needs: dict[str, str] = dataclasses.field(default_factory=dict)  # config field -> method whose run fills it
     scaled_fields: tuple[str, ...] = ()  # config fields capped by a shortened run (quickstart --steps/--epochs)
     companions: Callable[[dict], dict[str, str]] = lambda meta: {}  # model folder name -> folder published along
+    weights: Any = lambda cfg: []  # cfg -> the pretrained files it needs (``WeightRef``s: ``fas doctor``)
+    batch_field: str = "batch_size"  # the config field that sets the rows of one step per worker (``fas plan``)
+    weightless: Any = lambda cfg, folder: cfg  # (cfg, folder) -> the same architecture, nothing to load (``fas plan``)
     cue_maker: Any = None  # generators: (folder, device) -> CueMaker, for the cue job and Serve
     commands: tuple[str, ...] = ()  # "module:function"s that add the method's own ``fas`` subcommands
     aliases: tuple[str, ...] = ()

@@ -2,16 +2,21 @@
 
 The model list is config: one ``ModelServer`` deployment (named ``Model_<name>``) is bound per entry, so a new
 method is served by adding an entry, not code. Model folders are resolved and checked here, at build time, so a
-missing checkpoint is a startup error that names the folder and says what to run.
+missing checkpoint is a startup error that names the folder and says what to run. The face stage and the fusion
+run inside the ingress replica unless ``face.deployment`` asks for face replicas of their own.
 """
 
 from __future__ import annotations
 
+import logging
+
 from ray.serve import Application
 
 from fas.serve.config import ModelCard, ModelEntry, ServeAppConfig, load_model_card, parse_app_config
-from fas.serve.deployments import Combiner, CueServer, FaceStage, ModelServer
+from fas.serve.deployments import CueServer, FaceStage, ModelServer
 from fas.serve.ingress import LivenessIngress
+
+log = logging.getLogger(__name__)
 
 
 def bind_model(entry: ModelEntry, card: ModelCard):
@@ -28,13 +33,16 @@ def bind_model(entry: ModelEntry, card: ModelCard):
 
 
 def build(cfg: ServeAppConfig) -> Application:
-    """Bind face stage, one deployment per model, combiner and ingress into one application."""
+    """Bind one deployment per model (and the face stage when it has replicas of its own) into the ingress."""
     cards = [load_model_card(m) for m in cfg.models]
-    kinds = sorted({m.input for m in cfg.models})
-    face = FaceStage.options(**cfg.face.deployment).bind(cfg.face, kinds)
+    face = None
+    if cfg.face.deployment:
+        face = FaceStage.options(**cfg.face.deployment).bind(cfg.face, sorted({m.input for m in cfg.models}))
+    if cfg.fusion.deployment:
+        log.warning("fusion.deployment is ignored: the fusion runs inside the ingress replica (microseconds of "
+                    "work, cheaper than a call to another replica); size ingress_deployment instead")
     models = {m.name: bind_model(m, c) for m, c in zip(cfg.models, cards)}
-    combiner = Combiner.options(**cfg.fusion.deployment).bind(cfg.fusion, cards)
-    return LivenessIngress.options(**cfg.ingress_deployment).bind(face, models, combiner, cfg, cards)
+    return LivenessIngress.options(**cfg.ingress_deployment).bind(face, models, cfg, cards)
 
 
 def build_app(args: dict) -> Application:

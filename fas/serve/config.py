@@ -49,6 +49,8 @@ class FaceConfig:
     size: int = 128  # crop side; match the --size the training cache was prepared with
     no_face: str = "whole_frame"  # whole_frame: decide on the whole frame | reject: 422
     multiple_faces: str = "largest"  # largest: score the largest face | reject: 422
+    # empty: the stage runs in the ingress replica (no hop; scale it with ingress_deployment); Serve options
+    # (num_replicas, ray_actor_options, ...): a FaceStage deployment of its own, one more hop per request
     deployment: dict = dataclasses.field(default_factory=dict)
 
 
@@ -58,7 +60,7 @@ class FusionConfig:
 
     rule: str = "mean"  # mean | weighted_mean (ModelEntry.weight)
     threshold: float | None = None  # None: the same rule applied to the models' thresholds
-    deployment: dict = dataclasses.field(default_factory=dict)
+    deployment: dict = dataclasses.field(default_factory=dict)  # ignored (with a warning): fusion runs in the ingress
 
 
 @dataclasses.dataclass

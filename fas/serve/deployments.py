@@ -1,42 +1,47 @@
-"""The Serve deployments behind the ingress: face stage -> one model deployment per configured model -> combiner.
+"""The Serve deployments behind the ingress: one batched model deployment per configured model (plus AG-FAS's cue
+generator), and the face stage when the config gives it replicas of its own.
 
-Only encoded crops (JPEG bytes, a few KB) travel between replicas, never decoded arrays. Resources, replicas and
-autoscaling come from the config through ``.options(...)`` in ``fas.serve.app``; the defaults here are small so
-that the whole graph fits a 2-core machine.
+The face stage and the fusion are cheap next to the models and run inside the ingress replica by default: each
+hop between replicas costs a serialisation, a route and a scheduling on both sides, which on a small machine
+cost more than the work it moved. Only encoded crops (JPEG bytes, a few KB) travel to the models, never decoded
+arrays. Resources, replicas and autoscaling come from the config through ``.options(...)`` in
+``fas.serve.app``; the defaults here are small so that the whole graph fits a 2-core machine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 
 from ray import serve
 
-from fas.serve.config import FaceConfig, FusionConfig, ModelCard
-from fas.serve.pipeline import FacePipeline, fuse, present
+from fas.serve.config import FaceConfig, ModelCard
+from fas.serve.pipeline import ThreadLocalFace, present
 
 log = logging.getLogger("ray.serve")
 
 
+def match_torch_threads() -> int:
+    """Torch intra-op threads = the CPUs this replica reserved (at least 1): more threads than reserved CPUs make
+    co-located replicas preempt each other mid-kernel; fewer leave reserved cores idle."""
+    import ray
+    import torch
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    torch.set_num_threads(max(1, int(cpus)))
+    return torch.get_num_threads()
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=8)
 class FaceStage:
-    """Decode, detect and crop (sync: Serve runs it in its thread pool, so the replica keeps accepting calls)."""
+    """Decode, detect and crop in replicas of its own (``face.deployment`` set): for a detector that needs its own
+    scaling or a GPU. Sync: Serve runs it in its thread pool, so the replica keeps accepting calls."""
 
     def __init__(self, cfg: FaceConfig, kinds: list[str]):
-        self.cfg, self.kinds = cfg, set(kinds)
-        self.local = threading.local()
-        self._pipeline()  # a bad detector config fails at startup, not on the first request
-
-    def _pipeline(self) -> FacePipeline:
-        # One detector per thread: OpenCV's are not thread-safe (one Haar cascade shared by concurrent calls
-        # returns boxes that differ by a pixel from call to call; YuNet mutates its input size).
-        if not hasattr(self.local, "pipeline"):
-            self.local.pipeline = FacePipeline(self.cfg, self.kinds)
-        return self.local.pipeline
+        self.face = ThreadLocalFace(cfg, set(kinds))
 
     def __call__(self, data: bytes) -> dict:
-        return self._pipeline()(data)
+        return self.face(data)
 
     def ready(self) -> bool:
         return True
@@ -51,6 +56,7 @@ class CueServer:
     def __init__(self, generator: str, cue: dict, max_batch_size: int, batch_wait_timeout_s: float):
         from fas.cues import CueGenerator
 
+        match_torch_threads()
         self.generator = CueGenerator(generator, cue)
         self.cue_batch.set_max_batch_size(max_batch_size)
         self.cue_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
@@ -70,47 +76,45 @@ class CueServer:
 class ModelServer:
     """One model from its portable checkpoint folder; concurrent calls are batched by ``@serve.batch``.
 
-    A model that reads anomalous cues (OA-Net) gets a ``CueServer`` handle and asks it for each crop's cue first.
+    A call that finds the replica idle is scored at once: no batch can form around it, so waiting
+    ``batch_wait_timeout_s`` for company would only add that wait to every answer at low load. Calls that arrive
+    while others are in flight go through the batcher. A model that reads anomalous cues (OA-Net) gets a
+    ``CueServer`` handle and asks it for each crop's cue first.
     """
 
     def __init__(self, card: ModelCard, max_batch_size: int, batch_wait_timeout_s: float, cue_source=None):
         from fas.methods import load_predictor
 
         self.card, self.cue_source = card, cue_source
+        threads = match_torch_threads()
         self.predictor = load_predictor(card.path)
         self.categories = tuple(getattr(self.predictor, "categories", None) or card.categories or ()) or None
         self.predict_batch.set_max_batch_size(max_batch_size)
         self.predict_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
-        log.info("model %s (%s) loaded from %s", card.name, card.version, card.path)
+        self.in_flight = 0
+        log.info("model %s (%s) loaded from %s; %d torch threads", card.name, card.version, card.path, threads)
 
     async def __call__(self, image: bytes) -> dict:
-        if self.cue_source is None:
-            return await self.predict_batch((image,))
-        return await self.predict_batch((image, await self.cue_source.remote(image)))
+        item = (image,) if self.cue_source is None else (image, await self.cue_source.remote(image))
+        self.in_flight += 1
+        try:
+            if self.in_flight == 1:
+                return (await self.score([item]))[0]
+            return await self.predict_batch(item)
+        finally:
+            self.in_flight -= 1
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def predict_batch(self, inputs: list[tuple]) -> list[dict]:
-        # in a worker thread, so that the next batch is collected while this one runs
-        images = [item[0] for item in inputs]
-        out = await asyncio.to_thread(self.predictor.predict, *([images] + ([[i[1] for i in inputs]]
-                                                                           if self.cue_source else [])))
-        return [{**present(out, i, self.categories), "batch_size": len(images), "version": self.card.version}
-                for i in range(len(images))]
+        return await self.score(inputs)
 
-    def ready(self) -> bool:
-        return True
-
-
-@serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=64)
-class Combiner:
-    """The fusion rule and the decision threshold, in one place whatever the set of models."""
-
-    def __init__(self, fusion: FusionConfig, cards: list[ModelCard]):
-        self.fusion = fusion
-        self.cards = {c.name: c for c in cards}
-
-    def __call__(self, results: dict[str, dict]) -> dict:
-        return fuse(results, self.cards, self.fusion)
+    async def score(self, inputs: list[tuple]) -> list[dict]:
+        """One predictor call over the items' columns (image, and the cue when the model reads one), in a worker
+        thread so that the replica keeps collecting the next batch while this one runs."""
+        columns = [list(column) for column in zip(*inputs)]
+        out = await asyncio.to_thread(self.predictor.predict, *columns)
+        return [{**present(out, i, self.categories), "batch_size": len(inputs), "version": self.card.version}
+                for i in range(len(inputs))]
 
     def ready(self) -> bool:
         return True

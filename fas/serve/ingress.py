@@ -1,8 +1,10 @@
-"""The HTTP ingress (FastAPI on Serve): validate, then face stage -> models (in parallel) -> combiner.
+"""The HTTP ingress (FastAPI on Serve): validate, face stage, the models (in parallel), fusion.
 
 Validation runs here, before any call to another replica, so bad bytes cost one cheap header parse and never
-reach a model. Every client error is a 4xx with ``{"error": code, "detail": reason}``; a call whose replica
-died mid-call is sent again (every stage is idempotent) and only then answered with a 503.
+reach a model. The face stage runs here too, in a worker thread (unless ``face.deployment`` gives it replicas of
+its own), and so does the fusion: the batched model deployments are the only hop on the way of a request. Every
+client error is a 4xx with ``{"error": code, "detail": reason}``; a call whose replica died mid-call is sent
+again (every stage is idempotent) and only then answered with a 503.
 """
 
 # No `from __future__ import annotations` here: FastAPI must see real types on the Serve-wrapped routes.
@@ -18,7 +20,7 @@ from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
 from fas.serve.config import FaceConfig, ModelCard, ServeAppConfig
-from fas.serve.pipeline import InvalidImage, fused_threshold
+from fas.serve.pipeline import InvalidImage, ThreadLocalFace, fuse, fused_threshold
 from fas.serve.schemas import ERROR_RESPONSES, REQUEST_BODY, ErrorResponse, LivenessResponse
 from fas.serve.validation import (FIELD, JSON, BadInput, ImageInfo, body_cap, check_declared_length, check_image,
                                   check_media_type, image_from_json, media_type)
@@ -98,11 +100,12 @@ def apply_face_policy(face: dict, cfg: FaceConfig) -> None:
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
 @serve.ingress(api)
 class LivenessIngress:
-    def __init__(self, face: DeploymentHandle, models: dict[str, DeploymentHandle], combiner: DeploymentHandle,
-                 cfg: ServeAppConfig, cards: list[ModelCard]):
-        self.face, self.models, self.combiner = face, models, combiner
+    def __init__(self, face: DeploymentHandle | None, models: dict[str, DeploymentHandle], cfg: ServeAppConfig,
+                 cards: list[ModelCard]):
+        self.face, self.models = face, models
         self.cfg = cfg
         self.cards = {c.name: c for c in cards}
+        self.local_face = ThreadLocalFace(cfg.face, {c.input for c in cards}) if face is None else None
 
     @api.post("/v1/liveness", response_model=LivenessResponse, responses=ERROR_RESPONSES,
               openapi_extra=REQUEST_BODY)
@@ -112,15 +115,39 @@ class LivenessIngress:
         data = await read_image(request, body_cap(self.cfg.limits))
         info = await asyncio.to_thread(check_image, data, self.cfg.limits)
         try:
-            face = await self._call("face stage", self.face, data)
+            face, calls = await (self._face_here(data) if self.local_face else self._face_remote(data))
         except InvalidImage as exc:
             raise BadInput(400, "corrupt_image", f"the image cannot be decoded: {exc}") from None
-        apply_face_policy(face, self.cfg.face)
-        names = list(self.models)
-        results = await asyncio.gather(*(self._call(f"model {n}", self.models[n], face["inputs"][self.cards[n].input])
-                                         for n in names))
-        decision = await self._call("combiner", self.combiner, dict(zip(names, results)))
+        results = await asyncio.gather(*calls.values())
+        decision = fuse(dict(zip(calls, results)), self.cards, self.cfg.fusion)
         return self._answer(decision, face, info, start)
+
+    def _score(self, names: list[str], inputs: dict[str, bytes]) -> dict[str, asyncio.Future]:
+        """The model calls for ``names``, started now, each on the crop its model reads."""
+        return {n: asyncio.ensure_future(self._call(f"model {n}", self.models[n], inputs[self.cards[n].input]))
+                for n in names}
+
+    async def _face_here(self, data: bytes) -> tuple[dict, dict[str, asyncio.Future]]:
+        """The face stage in worker threads of this replica (OpenCV releases the GIL, so concurrent requests use
+        every core): decode and the whole-frame crop first, whose models start at once and run while the detector
+        does; then the face crop's models. A request the face policy refuses cancels the calls it started."""
+        rgb, early = await asyncio.to_thread(self.local_face.start, data)
+        calls = self._score([n for n in self.models if self.cards[n].input in early], early)
+        try:
+            face = await asyncio.to_thread(self.local_face.face, rgb)
+            apply_face_policy(face, self.cfg.face)
+        except BaseException:
+            for call in calls.values():
+                call.cancel()
+            raise
+        calls.update(self._score([n for n in self.models if n not in calls], face["inputs"]))
+        return face, {n: calls[n] for n in self.models}
+
+    async def _face_remote(self, data: bytes) -> tuple[dict, dict[str, asyncio.Future]]:
+        """The face stage on its own deployment, then every model."""
+        face = await self._call("face stage", self.face, data)
+        apply_face_policy(face, self.cfg.face)
+        return face, self._score(list(self.models), face["inputs"])
 
     async def _call(self, stage: str, handle: DeploymentHandle, arg):
         """A call to another deployment; one whose replica dies mid-call is sent again (every stage is idempotent),
@@ -145,7 +172,8 @@ class LivenessIngress:
     @api.get("/healthz")
     async def healthz(self) -> JSONResponse:
         """200 when every deployment of the graph answers within a few seconds, else 503 naming the laggards."""
-        handles = {"face": self.face, "combiner": self.combiner, **{f"model:{n}": h for n, h in self.models.items()}}
+        handles = {**({"face": self.face} if self.face is not None else {}),
+                   **{f"model:{n}": h for n, h in self.models.items()}}
         ready = await asyncio.gather(*(self._ready(h) for h in handles.values()))
         status = dict(zip(handles, ready))
         ok = all(ready)

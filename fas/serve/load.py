@@ -1,9 +1,10 @@
 """A bounded load test of the liveness endpoint, beside the same work done in-process without Serve.
 
 Phases: (1) ``requests`` POSTs from ``concurrency`` client threads over loopback HTTP; (2) the same validation,
-face stage, predictors and fusion called in a plain loop in this process; (3) optionally the HTTP load again
-while one replica of a model deployment is killed, counting the requests that failed while Serve replaced it.
-Every phase stops after ``requests`` or ``max_seconds``, whichever comes first.
+face stage, predictors and fusion called in a plain loop in this process, its torch and OpenCV threads set to the
+CPUs the Serve cluster has on this machine (the same CPUs for both); (3) optionally the HTTP load again while one
+replica of a model deployment is killed, counting the requests that failed while Serve replaced it. Every phase
+stops after ``requests`` or ``max_seconds``, whichever comes first.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class LoadConfig:
     app_name: str = "liveness_load"
     route_prefix: str = "/load"
     address: str | None = None  # Ray cluster; default: a local one on 127.0.0.1
+    cpus: int | None = None  # threads of the in-process loop; default: the Ray cluster's CPUs on this machine
+    serve_log_level: str = "WARNING"  # INFO logs every call in every replica and streams it to this driver
     keep: bool = False  # leave the application running afterwards
 
 
@@ -107,15 +110,21 @@ def _client(url: str, image: bytes, counter: _Counter, timeout_s: float) -> list
     return out
 
 
-def http_load(url: str, image: bytes, requests: int, concurrency: int, max_seconds: float,
-              hook=None, hook_at: int = 0) -> dict:
-    """``requests`` POSTs from ``concurrency`` threads; latency of the successful ones, count of the others."""
+def http_requests(url: str, image: bytes, requests: int, concurrency: int, max_seconds: float,
+                  hook=None, hook_at: int = 0) -> tuple[list[tuple[float, int | str]], float]:
+    """``requests`` POSTs from ``concurrency`` threads: (seconds, status) of each, and the wall time of all."""
     counter = _Counter(requests, time.monotonic() + max_seconds, hook, hook_at)
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         results = [r for part in pool.map(lambda _: _client(url, image, counter, max_seconds),
                                           range(concurrency)) for r in part]
-    wall = time.perf_counter() - start
+    return results, time.perf_counter() - start
+
+
+def http_load(url: str, image: bytes, requests: int, concurrency: int, max_seconds: float,
+              hook=None, hook_at: int = 0) -> dict:
+    """``requests`` POSTs from ``concurrency`` threads; latency of the successful ones, count of the others."""
+    results, wall = http_requests(url, image, requests, concurrency, max_seconds, hook, hook_at)
     failed = [str(s) for _, s in results if s != 200]
     return {"sent": len(results), "ok": len(results) - len(failed), "failed": len(failed),
             "failures": {s: failed.count(s) for s in sorted(set(failed))}, "concurrency": concurrency,
@@ -153,16 +162,62 @@ class InProcessPipeline:
         return fuse(results, self.cards, self.cfg.fusion)
 
 
-def in_process_load(app_args: dict, image: bytes, requests: int, max_seconds: float) -> dict:
+def local_cpus() -> int:
+    """The CPUs the Ray cluster has on this machine (all of them when Ray is not initialised): what the Serve
+    replicas share, so what the in-process loop gets too."""
+    import os
+
+    import ray
+
+    cores = os.cpu_count() or 1
+    if not ray.is_initialized():
+        return cores
+    return max(1, min(cores, int(ray.cluster_resources().get("CPU", cores))))
+
+
+class CpuThreads:
+    """Torch and OpenCV intra-op threads set to ``cpus`` inside the block and restored after it."""
+
+    def __init__(self, cpus: int):
+        self.cpus = cpus
+
+    def __enter__(self):
+        import cv2
+        import torch
+
+        self.saved = torch.get_num_threads(), cv2.getNumThreads()
+        torch.set_num_threads(self.cpus)
+        cv2.setNumThreads(self.cpus)
+        return self
+
+    def __exit__(self, *exc):
+        import cv2
+        import torch
+
+        torch.set_num_threads(self.saved[0])
+        cv2.setNumThreads(self.saved[1])
+
+
+def loop_latencies(pipeline, image: bytes, requests: int, max_seconds: float, cpus: int) -> tuple[list[float], float]:
+    """``requests`` sequential calls of ``pipeline`` with ``cpus`` threads (the in-process reference): the seconds
+    of each, and the wall time of all."""
+    latencies, deadline = [], time.monotonic() + max_seconds
+    with CpuThreads(cpus):
+        start = time.perf_counter()
+        while len(latencies) < requests and time.monotonic() < deadline:
+            tick = time.perf_counter()
+            pipeline(image)
+            latencies.append(time.perf_counter() - tick)
+    return latencies, time.perf_counter() - start
+
+
+def in_process_load(app_args: dict, image: bytes, requests: int, max_seconds: float, cpus: int | None = None) -> dict:
     pipeline = InProcessPipeline(app_args)
     pipeline(image)  # warm-up, as the Serve phase had
-    latencies, deadline, start = [], time.monotonic() + max_seconds, time.perf_counter()
-    while len(latencies) < requests and time.monotonic() < deadline:
-        tick = time.perf_counter()
-        pipeline(image)
-        latencies.append(time.perf_counter() - tick)
-    return {"sent": len(latencies), "ok": len(latencies), "failed": 0, "concurrency": 1,
-            **latency_stats(latencies, time.perf_counter() - start)}
+    cpus = cpus or local_cpus()
+    latencies, wall = loop_latencies(pipeline, image, requests, max_seconds, cpus)
+    return {"sent": len(latencies), "ok": len(latencies), "failed": 0, "concurrency": 1, "cpus": cpus,
+            **latency_stats(latencies, wall)}
 
 
 def replica_names(app_name: str, deployment: str) -> set[str]:
@@ -235,14 +290,29 @@ def kill_phase(url: str, image: bytes, cfg: LoadConfig) -> dict:
             "answers_after_kill": after["ok"] == 1}
 
 
+def serving_port(port: int) -> int:
+    """Start Serve on loopback at ``port``; when Serve runs already, ``serve.start`` keeps its HTTP options, so the
+    running proxy's port is the one to send to (read from the controller: Serve has no public getter for it)."""
+    import ray
+    from ray import serve
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client(raise_if_no_controller_running=False)
+    if client is None:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        return port
+    return int(ray.get(client._controller.get_http_config.remote()).port)
+
+
 def deploy(app_args: dict, cfg: LoadConfig, port: int) -> str:
-    """Start Serve on loopback (a no-op when it runs already) and deploy the application; returns its URL."""
+    """Start Serve on loopback (or use the running one) and deploy the application; returns its URL."""
     from ray import serve
 
     from fas.serve.app import build_app
 
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(app_args), name=cfg.app_name, route_prefix=cfg.route_prefix)
+    port = serving_port(port)
+    serve.run(build_app(app_args), name=cfg.app_name, route_prefix=cfg.route_prefix,
+              logging_config={"log_level": cfg.serve_log_level})
     return f"http://127.0.0.1:{port}{cfg.route_prefix.rstrip('/')}/v1/liveness"
 
 
@@ -269,7 +339,7 @@ def run_load(cfg: LoadConfig, app_args: dict | None = None) -> dict:
         report = {"url": url, "image_bytes": len(image), "serve": http_load(url, image, cfg.requests,
                                                                              cfg.concurrency, cfg.max_seconds)}
         if cfg.baseline:
-            report["in_process"] = in_process_load(app_args, image, cfg.requests, cfg.max_seconds)
+            report["in_process"] = in_process_load(app_args, image, cfg.requests, cfg.max_seconds, cfg.cpus)
             report["serve_vs_in_process"] = compare(report["serve"], report["in_process"])
         if cfg.kill:
             report["kill"] = kill_phase(url, image, cfg)

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from fas.data.faces import decode_image, detect_and_crop, encode_image, make_detector
@@ -28,20 +30,59 @@ class FacePipeline:
     def _crop(self, detector, rgb: np.ndarray):
         return detect_and_crop(detector, rgb, margin=self.cfg.margin, size=self.cfg.size, no_face="keep")
 
-    def __call__(self, data: bytes) -> dict:
+    @staticmethod
+    def decode(data: bytes) -> np.ndarray:
         try:
-            rgb = decode_image(data)
+            return decode_image(data)
         except ValueError as exc:
             raise InvalidImage(str(exc)) from None
+
+    def frame(self, rgb: np.ndarray) -> bytes:
+        """The whole frame at the crop size: it needs no detection, so its models need not wait for one."""
+        return encode_image(self._crop(self.whole, rgb).crop)
+
+    def face(self, rgb: np.ndarray) -> dict:
+        """Detection, and the face crop when a model reads one (``inputs`` holds ``face`` only)."""
         face = self._crop(self.detector, rgb)
-        inputs = {}
-        if "face" in self.kinds:
-            inputs["face"] = encode_image(face.crop)
-        if "frame" in self.kinds:
-            inputs["frame"] = encode_image(self._crop(self.whole, rgb).crop)
         return {"detected": face.detected, "box": list(face.box) if face.detected else None,
                 "num_faces": face.num_faces, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
-                "inputs": inputs}
+                "inputs": {"face": encode_image(face.crop)} if "face" in self.kinds else {}}
+
+    def __call__(self, data: bytes) -> dict:
+        rgb = self.decode(data)
+        out = self.face(rgb)
+        if "frame" in self.kinds:
+            out["inputs"]["frame"] = self.frame(rgb)
+        return out
+
+
+class ThreadLocalFace:
+    """A ``FacePipeline`` per calling thread: OpenCV's detectors are not thread-safe (one Haar cascade shared by
+    concurrent calls returns boxes that differ by a pixel from call to call; YuNet mutates its input size), and
+    the ingress and the face deployment both run the stage in a thread pool so that their event loop keeps going.
+    """
+
+    def __init__(self, cfg: FaceConfig, kinds: set[str]):
+        self.cfg, self.kinds = cfg, set(kinds)
+        self.local = threading.local()
+        self.pipeline()  # a bad detector config fails at startup, not on the first request
+
+    def pipeline(self) -> FacePipeline:
+        if not hasattr(self.local, "pipeline"):
+            self.local.pipeline = FacePipeline(self.cfg, self.kinds)
+        return self.local.pipeline
+
+    def __call__(self, data: bytes) -> dict:
+        return self.pipeline()(data)
+
+    def start(self, data: bytes) -> tuple[np.ndarray, dict[str, bytes]]:
+        """The decoded frame and the inputs that need no detection (``frame``), to send before detecting."""
+        pipeline = self.pipeline()
+        rgb = pipeline.decode(data)
+        return rgb, ({"frame": pipeline.frame(rgb)} if "frame" in self.kinds else {})
+
+    def face(self, rgb: np.ndarray) -> dict:
+        return self.pipeline().face(rgb)
 
 
 def present(out: dict[str, np.ndarray], i: int, categories: tuple[str, ...] | None) -> dict:

@@ -7,11 +7,12 @@
 from __future__ import annotations
 
 from fas.methods import register
-from fas.methods.base import DataNeeds, Method
+from fas.methods.base import DataNeeds, Method, random_init
 from fas.methods.clipc8.config import CLIPC8Config
 
 METHOD = register(Method(
     name="clipc8", config=CLIPC8Config, default_config="clipc8.yaml", tiny_config="clipc8_tiny.yaml",
+    weights="fas.methods.clipc8.model:config_weights", weightless=random_init("pretrained"),
     task="fas.methods.clipc8.task:CLIPC8Task", predictor="fas.methods.clipc8.predictor:CLIPC8Predictor",
     data=lambda cfg: DataNeeds(columns=("image", "attack")),
     commands=("fas.methods.clipc8.cli:add_commands",),

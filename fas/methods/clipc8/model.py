@@ -14,7 +14,7 @@ from torch import nn
 
 from fas.methods.clipc8.config import CLASS8_PROMPTS
 from fas.models import MODEL_CONFIG_DIR
-from fas.models.weights import WeightsNotFound, find_weights  # noqa: F401 (re-exported)
+from fas.models.weights import WeightRef, WeightsNotFound  # noqa: F401 (re-exported)
 
 open_clip.add_model_config(MODEL_CONFIG_DIR)
 
@@ -23,10 +23,20 @@ HF_WEIGHTS = {("ViT-L-14", "openai"): ("timm/vit_large_patch14_clip_224.openai",
                                        ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))}
 
 
-def resolve_pretrained(model_name: str, pretrained: str | None) -> str | None:
-    """A local weights path for ``pretrained`` (a file path or a tag such as ``openai``), or None for random init."""
+def clip_weights(model_name: str, pretrained: str | None) -> WeightRef:
+    """Where ``pretrained`` (a file path, or a tag such as ``openai``) of ``model_name`` lives."""
     repo, files = HF_WEIGHTS.get((model_name, pretrained), (None, ()))
-    return find_weights(f"CLIP {model_name}", pretrained, repo, files)
+    return WeightRef(f"CLIP {model_name}", pretrained, repo, files)
+
+
+def config_weights(cfg) -> list[WeightRef]:
+    """Every pretrained file a CLIPC8 config needs (``fas doctor``)."""
+    return [clip_weights(cfg.model, cfg.pretrained)]
+
+
+def resolve_pretrained(model_name: str, pretrained: str | None) -> str | None:
+    """A local weights path for ``pretrained``, or None for random init."""
+    return clip_weights(model_name, pretrained).resolve()
 
 
 class CLIPC8(nn.Module):
@@ -42,6 +52,10 @@ class CLIPC8(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         image_features = F.normalize(self.visual(images), dim=-1)
         return self.logit_scale * image_features @ self.text_features.to(image_features.dtype).t()
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the image tower's activations in backward (ViT-L/14 at batch 16 on a 16 GB GPU)."""
+        self.visual.set_grad_checkpointing(enable)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

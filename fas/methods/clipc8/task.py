@@ -42,11 +42,14 @@ class CLIPC8Task(Task):
                                                                     eta_min=cfg.lr * cfg.min_lr_ratio)
         self.batch_size = cfg.batch_size
 
+    def prepare_batch(self, batch: dict) -> dict[str, torch.Tensor]:
+        return {"image": self.transform(batch["image"]), "category": category_index(batch["attack"], self.cfg)}
+
     def train_step(self, model, batch: dict, info: StepInfo) -> dict[str, torch.Tensor]:
         from fas.preprocess import clipc8_augment
 
-        x = clipc8_augment(self.transform(batch["image"])).to(self.ctx.device, self.ctx.dtype)
-        y = category_index(batch["attack"], self.cfg).to(self.ctx.device)
+        x = clipc8_augment(batch["image"].to(self.ctx.device)).to(self.ctx.dtype)
+        y = batch["category"].to(self.ctx.device)
         logits = model(x)
         return {"loss": F.cross_entropy(logits.float(), y), "train_acc": (logits.argmax(-1) == y).float().mean()}
 

@@ -13,6 +13,7 @@ from fas.methods.dfg.config import DFGConfig
 
 METHOD = register(Method(
     name="dfg", config=DFGConfig, default_config="dfg.yaml", tiny_config="dfg_tiny.yaml",
+    weights="fas.methods.dfg.model:config_weights", weightless="fas.methods.dfg.model:weightless",
     task="fas.methods.dfg.task:DFGTask", prepare="fas.methods.dfg.task:prepare",
     # a step run passes over a small real-face set many times: a random block order plus a local shuffle buffer
     # re-executes cheaply every pass, where a global shuffle costs seconds each time

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fas.models import read_model_config as _read_config
-from fas.models.weights import WeightsNotFound, find_weights
+from fas.models.weights import TIMM_FILES, WeightRef, diffusers_weights, load_backbone_weights
 
 
 def read_model_config(name: str) -> dict:
@@ -40,24 +40,79 @@ def freeze(module: nn.Module) -> nn.Module:
     return module.eval()
 
 
+def vae_weights(spec: dict, source: str | None = None) -> WeightRef:
+    """The VAE's weights: ``source`` (a local diffusers folder or hub repo) or the config's pretrained one."""
+    return diffusers_weights("VAE", source or spec.get("pretrained"), spec.get("subfolder"))
+
+
+def unet_weights(init: str | None, subfolder: str = "unet") -> WeightRef:
+    """Weights that initialise the UNet: a diffusers weights file, a local folder, or a hub repo (SD-1.5)."""
+    return diffusers_weights("UNet init", init, subfolder, companions=())
+
+
+def identity_weights(spec: dict | None, path: str | None = None) -> WeightRef | None:
+    """The identity network's file: an ArcFace ONNX export, or a timm CNN's weights."""
+    if spec is None:
+        return None
+    path = path or spec.get("path")
+    if spec["kind"] == "onnx":
+        return WeightRef("identity network (ArcFace ONNX)", path or "<identity.onnx>", howto=(
+            f"put ArcFace's ONNX export at {path or 'a path'} (insightface's buffalo_l pack holds w600k_r50.onnx, "
+            "usable as is: ~/.insightface/models/buffalo_l/w600k_r50.onnx) or pass its path (--identity PATH), "
+            "or choose --condition none"))
+    if spec["kind"] == "timm":
+        return WeightRef(f"identity network {spec['arch']}", path, spec.get("hub"), TIMM_FILES)
+    raise ValueError(f"unknown identity network kind {spec['kind']!r}; choose onnx or timm")
+
+
+def generator_weights(model: str, condition: str = "identity", vae: str | None = None,
+                      identity: str | None = None, unet_init: str | None = None) -> list[WeightRef]:
+    """Every pretrained file a generator needs: its VAE, its identity network, the UNet's initialisation."""
+    arch = read_model_config(model)
+    refs = [vae_weights(arch["vae"], vae) if arch.get("vae") else None,
+            identity_weights(arch.get("identity") if condition == "identity" else None, identity),
+            unet_weights(unet_init or arch.get("unet_init"))]
+    return [ref for ref in refs if ref is not None and ref.needed]
+
+
+def config_weights(cfg) -> list[WeightRef]:
+    """Every pretrained file a DFG config needs (``fas doctor``)."""
+    return generator_weights(cfg.model, cfg.condition, cfg.vae, cfg.identity, cfg.unet_init)
+
+
+# ArcFace's token shape (7 x 7 x 512 before pooling) from a random timm ResNet-18 at 224 px: a stand-in identity
+# network that runs on the worker's device (insightface's ONNX runs in onnxruntime, on the CPU unless
+# onnxruntime-gpu is installed) and needs no file.
+STAND_IN_IDENTITY = {"kind": "timm", "arch": "resnet18", "input_size": 224}
+
+
+def weightless(cfg, folder: Path):
+    """The config with the same architecture and nothing to load: SD-1.5's VAE architecture with random weights,
+    the stand-in identity network, a random UNet (plans and benchmarks, where values do not matter)."""
+    import dataclasses
+    import json
+
+    from fas.models.stores import SD15_VAE_CONFIG
+
+    arch = read_model_config(cfg.model)
+    if (arch.get("vae") or {}).get("pretrained"):
+        arch["vae"] = {"config": {k: v for k, v in SD15_VAE_CONFIG.items() if not k.startswith("_")}}
+    if (arch.get("identity") or {}).get("kind") == "onnx":
+        arch["identity"] = STAND_IN_IDENTITY
+    path = Path(folder) / f"{Path(cfg.model).stem}-weightless.json"
+    path.write_text(json.dumps(arch, indent=1))
+    return dataclasses.replace(cfg, model=str(path), vae=None, identity=None, unet_init=None)
+
+
 def load_vae(spec: dict, source: str | None = None):
-    """The frozen VAE: ``source`` (a local diffusers folder or hub repo) or the config's pretrained one, else a
-    randomly initialised VAE of the config's architecture (tests, or before a stand-in VAE is fitted)."""
+    """The frozen VAE from its weights (a local diffusers folder or the hub cache), else a randomly initialised
+    VAE of the config's architecture (tests, or before a stand-in VAE is fitted)."""
     from diffusers import AutoencoderKL
 
-    source = source or spec.get("pretrained")
-    if not source:
+    ref = vae_weights(spec, source)
+    if not ref.needed:
         return freeze(AutoencoderKL(**spec["config"]))
-    subfolder = None if Path(source).is_dir() else spec.get("subfolder")
-    try:
-        return freeze(AutoencoderKL.from_pretrained(source, subfolder=subfolder, local_files_only=True))
-    except (OSError, ValueError) as error:
-        raise WeightsNotFound(
-            f"VAE {source!r}{f' (subfolder {subfolder})' if subfolder else ''} not found: it is neither a local "
-            f"diffusers folder nor in the Hugging Face cache ({error.__class__.__name__}). On a machine with "
-            f"internet run `huggingface-cli download {source} --include '{subfolder or ''}/*'` and copy "
-            "~/.cache/huggingface here, or pass a local folder holding config.json and the weights "
-            "(--vae PATH).") from error
+    return freeze(AutoencoderKL.from_pretrained(Path(ref.resolve()).parent, local_files_only=True))
 
 
 def build_unet(spec: dict, init: str | None = None, subfolder: str = "unet"):
@@ -69,8 +124,7 @@ def build_unet(spec: dict, init: str | None = None, subfolder: str = "unet"):
     if init and Path(init).is_dir():  # a local diffusers pipeline or unet folder
         init = next((str(p) for p in (Path(init) / subfolder, Path(init))
                      for p in [p / "diffusion_pytorch_model.safetensors"] if p.is_file()), init)
-    weights = find_weights("UNet init", init, init, (f"{subfolder}/diffusion_pytorch_model.safetensors",
-                                                      f"{subfolder}/diffusion_pytorch_model.bin"))
+    weights = unet_weights(init, subfolder).resolve()
     if weights:
         from safetensors.torch import load_file
 
@@ -89,9 +143,9 @@ class TimmIdentity(nn.Module):
         super().__init__()
         import timm
 
-        extra = {"pretrained_cfg_overlay": {"file": weights}} if weights else {}
-        self.net = timm.create_model(arch, pretrained=bool(weights), num_classes=0, global_pool="", **kwargs,
-                                     **extra)
+        self.net = timm.create_model(arch, pretrained=False, num_classes=0, global_pool="", **kwargs)
+        if weights:
+            load_backbone_weights(self.net, weights)
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
         return self.net.forward_features(faces).flatten(2).transpose(1, 2)
@@ -144,18 +198,10 @@ def load_identity(spec: dict | None, path: str | None = None) -> nn.Module | Non
     """The frozen identity network of the config (``onnx`` file or ``timm`` CNN), or None for no condition."""
     if spec is None:
         return None
-    path = path or spec.get("path")
+    weights = identity_weights(spec, path).resolve()
     if spec["kind"] == "onnx":
-        if not path or not Path(path).is_file():
-            raise WeightsNotFound(
-                f"identity network {path!r} not found. Export ArcFace to ONNX (insightface's buffalo_l "
-                "w600k_r50.onnx works as is) and pass its path (--identity PATH), or choose --condition none.")
-        return freeze(OnnxIdentity(path, spec.get("feature_node")))
-    if spec["kind"] == "timm":
-        weights = find_weights(f"identity network {spec['arch']}", path, spec.get("hub"),
-                               ("model.safetensors", "pytorch_model.bin"))
-        return freeze(TimmIdentity(spec["arch"], spec.get("kwargs", {}), weights))
-    raise ValueError(f"unknown identity network kind {spec['kind']!r}; choose onnx or timm")
+        return freeze(OnnxIdentity(weights, spec.get("feature_node")))
+    return freeze(TimmIdentity(spec["arch"], spec.get("kwargs", {}), weights))
 
 
 def sample_seed(seed: int, key: str) -> int:

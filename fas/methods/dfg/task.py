@@ -41,8 +41,11 @@ class DFGTask(Task):
             if frozen is not None:
                 frozen.to(ctx.device, dtype=ctx.dtype)
 
+    def prepare_batch(self, batch: dict) -> dict[str, torch.Tensor]:
+        return {"image": self.transform(batch["image"])}
+
     def train_step(self, model, batch: dict, info: StepInfo) -> dict[str, torch.Tensor]:
-        images = self.transform(batch["image"])
+        images = batch["image"]
         if self.cfg.flip:
             (images,) = random_flip(images, self.ctx.rng)
         return {"loss": self.generator.training_loss(images.to(self.ctx.device), unet=model)}

@@ -8,7 +8,7 @@ cues come from a generator run (``fas.methods.dfg``): ``generator`` in the confi
 from __future__ import annotations
 
 from fas.methods import register
-from fas.methods.base import DataNeeds, Method
+from fas.methods.base import DataNeeds, Method, random_init
 from fas.methods.oanet.config import OANetConfig
 
 
@@ -25,6 +25,8 @@ def companions(meta: dict) -> dict[str, str]:
 
 METHOD = register(Method(
     name="oanet", config=OANetConfig, default_config="oanet.yaml", tiny_config="oanet_tiny.yaml",
+    weights="fas.methods.oanet.model:config_weights", weightless=random_init("pretrained", "cue_pretrained"),
+    batch_field="per_group",
     task="fas.methods.oanet.task:OANetTask", predictor="fas.methods.oanet.predictor:OANetPredictor", data=data,
     prepare="fas.methods.oanet.task:prepare", inputs=lambda meta: tuple(meta.get("inputs", ("image", "cue"))),
     model_meta="fas.methods.oanet.task:portable_meta",

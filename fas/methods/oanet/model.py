@@ -16,19 +16,16 @@ are resolved apart from them (``fas.models.weights``).
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import timm
 import torch
 from timm.layers import resample_abs_pos_embed, trunc_normal_
-from timm.models import load_state_dict
 from timm.models.vision_transformer import checkpoint_filter_fn
 from torch import nn
 
 from fas.models import read_model_config
-from fas.models.weights import find_weights
+from fas.models.weights import WeightRef, load_backbone_weights, timm_weights
 MODES = ("oanet", "image_only", "cue_only", "dual_branch")
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 class CueCrossAttention(nn.Module):
@@ -122,15 +119,6 @@ def read_oanet_config(name: str) -> dict:
     return read_model_config(name, "OA-Net", ("oanet-",))
 
 
-def load_backbone_weights(model: nn.Module, path: str, filter_fn: Callable | None = None) -> None:
-    """Load a timm checkpoint without its classifier (an in21k head has 21843 classes; OA-Net has its own)."""
-    state = load_state_dict(path)
-    if filter_fn is not None:
-        state = filter_fn(state, model)
-    head = model.pretrained_cfg.get("classifier", "head")
-    model.load_state_dict({k: v for k, v in state.items() if not k.startswith(f"{head}.")})  # strict: no silent gaps
-
-
 def create_vit(arch: dict, weights: str | None) -> nn.Module:
     kwargs = {"img_size": arch["image_size"], **arch.get("vit_kwargs", {})}
     vit = timm.create_model(arch["vit"], pretrained=False, num_classes=0, **kwargs)
@@ -148,19 +136,30 @@ def create_cue_encoder(arch: dict, weights: str | None, dim: int) -> CueEncoder:
     return CueEncoder(encoder, dim, grid)
 
 
+def oanet_weights(model: str, pretrained: str | None, mode: str = "oanet",
+                  cue_pretrained: str | None = None) -> list[WeightRef]:
+    """The ViT's weights, then (mode ``oanet``) the cue encoder's."""
+    arch = read_oanet_config(model)
+    refs = [timm_weights(f"OA-Net ViT {arch['vit']}", pretrained, arch.get("pretrained_hub", {}))]
+    if mode == "oanet":
+        refs.append(timm_weights(f"OA-Net cue encoder {arch['cue_encoder']}", cue_pretrained,
+                                 arch.get("cue_pretrained_hub", {})))
+    return refs
+
+
+def config_weights(cfg) -> list[WeightRef]:
+    """Every pretrained file an OA-Net config needs (``fas doctor``)."""
+    return oanet_weights(cfg.model, cfg.pretrained, cfg.mode, cfg.cue_pretrained)
+
+
 def create_oanet(model: str = "oanet-vitb16", pretrained: str | None = None, mode: str = "oanet",
                  cue_pretrained: str | None = None) -> OANet:
     """Build OA-Net or a baseline; ``pretrained``/``cue_pretrained`` name weights: a file or the config's hub tag."""
     if mode not in MODES:
         raise ValueError(f"unknown OA-Net mode {mode!r}; known: {list(MODES)}")
     arch = read_oanet_config(model)
-    hub = arch.get("pretrained_hub", {}).get(pretrained or "")
-    vit_weights = find_weights(f"OA-Net ViT {arch['vit']}", pretrained, hub, WEIGHT_FILES)
-    cue_weights = None
-    if mode == "oanet":
-        cue_hub = arch.get("cue_pretrained_hub", {}).get(cue_pretrained or "")
-        cue_weights = find_weights(f"OA-Net cue encoder {arch['cue_encoder']}", cue_pretrained, cue_hub, WEIGHT_FILES)
+    vit_weights, *cue = [ref.resolve() for ref in oanet_weights(model, pretrained, mode, cue_pretrained)]
     vit = create_vit(arch, vit_weights)
     return OANet(vit, mode=mode, num_classes=arch.get("num_classes", 2),
-                 cue_encoder=create_cue_encoder(arch, cue_weights, vit.embed_dim) if mode == "oanet" else None,
+                 cue_encoder=create_cue_encoder(arch, cue[0], vit.embed_dim) if mode == "oanet" else None,
                  cue_vit=create_vit(arch, vit_weights) if mode == "dual_branch" else None)

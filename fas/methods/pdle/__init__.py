@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from fas.methods import register
-from fas.methods.base import DataNeeds, Method
+from fas.methods.base import DataNeeds, Method, random_init
 from fas.methods.pdle.config import PDLEConfig
 
 
@@ -19,6 +19,7 @@ def data(cfg: PDLEConfig) -> DataNeeds:
 
 METHOD = register(Method(
     name="pdle", config=PDLEConfig, default_config="pdle.yaml", tiny_config="pdle_tiny.yaml",
+    weights="fas.methods.pdle.model:config_weights", weightless=random_init("pretrained"),
     task="fas.methods.pdle.task:PDLETask", predictor="fas.methods.pdle.predictor:PDLEPredictor", data=data,
     prepare="fas.methods.pdle.task:prepare",
     summary="ResNet regressing an expected liveness over K+1 levels, patch exchange, gradient-reversal domain loss",

@@ -18,7 +18,7 @@ from torch import nn
 
 from fas.models import read_model_config
 from fas.models.layers import reverse_gradient
-from fas.models.weights import find_weights
+from fas.models.weights import WeightRef, load_backbone_weights, timm_weights
 
 
 def liveness_levels(num_levels: int) -> torch.Tensor:
@@ -44,6 +44,9 @@ class PDLENet(nn.Module):
             self.domain_head = nn.Sequential(nn.Linear(encoder.num_features, domain_hidden), nn.ReLU(inplace=True),
                                              nn.Linear(domain_hidden, num_domains))
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.encoder.set_grad_checkpointing(enable)  # timm's switch
+
     def forward(self, images: torch.Tensor, grl_coeff: float = 1.0) -> dict[str, torch.Tensor]:
         features = self.encoder(images)
         logits = self.head(features)
@@ -58,16 +61,22 @@ class PDLENet(nn.Module):
         return {"score": expected_liveness(logits), "levels": logits.float().softmax(dim=-1)}
 
 
+def encoder_weights(model: str, pretrained: str | None) -> WeightRef:
+    arch = read_model_config(model, "PDLE", ("pdle-",))
+    return timm_weights(f"PDLE encoder {arch['encoder']}", pretrained, arch.get("pretrained_hub", {}))
+
+
+def config_weights(cfg) -> list[WeightRef]:
+    """Every pretrained file a PDLE config needs (``fas doctor``)."""
+    return [encoder_weights(cfg.model, cfg.pretrained)]
+
+
 def create_pdle(model: str = "pdle-resnet18", pretrained: str | None = None, num_levels: int = 11,
                 num_domains: int = 0) -> PDLENet:
     """Build PDLE from an architecture config; ``pretrained`` names encoder weights (file or the config's hub tag)."""
     arch = read_model_config(model, "PDLE", ("pdle-",))
-    hub = arch.get("pretrained_hub", {}).get(pretrained or "", None)
-    weights = find_weights(f"PDLE encoder {arch['encoder']}", pretrained, hub, ("model.safetensors",
-                                                                               "pytorch_model.bin"))
-    kwargs = dict(arch.get("encoder_kwargs", {}))
+    weights = encoder_weights(model, pretrained).resolve()
+    encoder = timm.create_model(arch["encoder"], pretrained=False, num_classes=0, **arch.get("encoder_kwargs", {}))
     if weights:
-        kwargs["pretrained_cfg_overlay"] = {"file": weights}
-    encoder = timm.create_model(arch["encoder"], pretrained=bool(weights), num_classes=0, **kwargs)
+        load_backbone_weights(encoder, weights)
     return PDLENet(encoder, num_levels, num_domains, arch.get("domain_hidden", 256))
-
