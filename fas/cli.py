@@ -24,7 +24,7 @@ def _load(cls, args: argparse.Namespace, positional: dict | None = None):
 def cmd_synth(args) -> int:
     from fas.data.synth import generate
 
-    summary = generate(Path(args.out), seed=args.seed, size=args.size)
+    summary = generate(Path(args.out), seed=args.seed, size=args.size, unseen=args.unseen)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -33,7 +33,17 @@ def cmd_manifest(args) -> int:
     from fas.data.manifest import format_summary, summarize, write_manifest
     from fas.data.readers import read_dataset
 
-    table = read_dataset(args.dataset, args.root, protocol=args.protocol)
+    if (args.dataset == "pattern") != (args.spec is not None):
+        raise SystemExit("fas manifest: --spec goes with the dataset name 'pattern' (fas manifest pattern ROOT --spec "
+                         "layout.yaml --out FILE), and 'pattern' needs it")
+    if args.spec is not None:
+        from fas.data.readers.pattern import read_pattern
+
+        table, read = read_pattern(args.root, args.spec)
+        skipped = ", ".join(f"{n} {why}" for why, n in read["skipped"].items()) or "none"
+        print(f"{read['read']} files read with {args.spec}; skipped: {skipped}")
+    else:
+        table = read_dataset(args.dataset, args.root, protocol=args.protocol)
     write_manifest(table, args.out)
     print(format_summary(summarize(table), title=f"{args.dataset} manifest -> {args.out}"))
     return 0
@@ -42,10 +52,26 @@ def cmd_manifest(args) -> int:
 def cmd_prepare(args) -> int:
     from fas.data.cache import PrepareConfig, format_prepare_summary, prepare
 
-    cfg = _load(PrepareConfig, args, {"manifest": args.manifest_path})
+    paths = args.manifest_path or []
+    cfg = _load(PrepareConfig, args, {"manifest": paths[0] if len(paths) == 1 and "=" not in paths[0] else None})
     if not cfg.out:
         raise SystemExit("fas prepare: --out CACHE_DIR is required (or `out:` in the config)")
-    print(format_prepare_summary(prepare(cfg)))
+    sources = None
+    if len(paths) > 1 or (paths and "=" in paths[0]):  # several datasets into one cache
+        from fas.config import replace
+        from fas.data.manifest import merge_manifests, parse_source, write_manifest
+
+        merged, sources = merge_manifests([parse_source(p) for p in paths])
+        cfg = replace(cfg, manifest=str(write_manifest(merged, Path(cfg.out) / "manifest.parquet")))
+    print(format_prepare_summary(prepare(cfg, sources=sources)))
+    return 0
+
+
+def cmd_protocols(args) -> int:
+    from fas.eval.protocols import describe_protocols, format_protocols
+
+    rows = describe_protocols()
+    print(json.dumps(rows, indent=2) if args.json else format_protocols(rows))
     return 0
 
 
@@ -115,19 +141,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", default="quickstart", choices=["tiny", "quickstart"])
+    p.add_argument("--unseen", action="store_true", help="also write AG-FAS's five unseen test sets (HKBU-MARs, "
+                   "WFFD, Rose-Youtu, SiW, WMCA layouts) under OUT/unseen")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("manifest", help="read a dataset root into a manifest Parquet file")
-    p.add_argument("dataset", help="reader name, e.g. oulu_npu, casia_fasd, replay_attack, msu_mfsd, class8")
+    p.add_argument("dataset", help="reader name (e.g. oulu_npu, casia_fasd, replay_attack, msu_mfsd, class8, "
+                   "rose_youtu), or 'pattern' with --spec")
     p.add_argument("root")
     p.add_argument("--out", required=True)
     p.add_argument("--protocol", default=None, help="dataset protocol, e.g. OULU-NPU 1, 2, 3_1 .. 4_6")
+    p.add_argument("--spec", default=None, help="with the dataset 'pattern': a YAML layout of globs, a regex with "
+                   "named groups and value maps (see fas/data/specs/*.yaml)")
     p.set_defaults(func=cmd_manifest)
 
     p = sub.add_parser("prepare", help="sample frames, crop faces, write the Parquet frame cache")
-    p.add_argument("manifest_path", metavar="MANIFEST", nargs="?")
+    p.add_argument("manifest_path", metavar="MANIFEST[=DOMAIN]", nargs="*",
+                   help="one manifest, or several merged into one cache (each optionally renamed to DOMAIN)")
     _add_config_flags(p, PrepareConfig, skip=("manifest",))
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("protocols", help="every evaluation protocol: what it trains, thresholds and tests on")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p.set_defaults(func=cmd_protocols)
 
     p = sub.add_parser("methods", help="list the registered methods and their configs")
     p.set_defaults(func=cmd_methods)

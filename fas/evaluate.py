@@ -91,7 +91,16 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         test, dev = scores[scores.split == cfg.test_split], scores[scores.split == cfg.dev_split]
     dev = None if cfg.threshold_rule == "test_eer" else dev
     kwargs = {"categories": categories} if categories else {}
-    metrics = evaluate_scores(test.reset_index(drop=True), None if dev is None else dev.reset_index(drop=True),
-                              threshold_rule=cfg.threshold_rule, video_level=video_level, **kwargs)
+    dev = None if dev is None else dev.reset_index(drop=True)
+    options = dict(threshold_rule=cfg.threshold_rule, video_level=video_level, **kwargs)
+    metrics = evaluate_scores(test.reset_index(drop=True), dev, **options)
+    if cfg.protocol:
+        from fas.eval.protocols import PUBLISHED, get_protocol
+        from fas.eval.report import per_domain_metrics
+
+        protocol = get_protocol(cfg.protocol)
+        if len(protocol.test_domains) > 1:
+            metrics["per_domain"] = per_domain_metrics(test, dev, protocol.test_domains, **options)
+            metrics["published"] = PUBLISHED.get(protocol.name)
     write_results(cfg.out, scores, metrics, {"evaluate": dataclasses.asdict(cfg), "model": meta})
     return metrics

@@ -122,3 +122,51 @@ def test_manifest_blocks_weigh_videos_by_their_frames_and_keep_every_row(tmp_pat
     assert [r for b in blocks for r in b["sample_id"].to_pylist()] == manifest["sample_id"].to_pylist()
     few = manifest_blocks(manifest.slice(0, 4), PrepareConfig(frames=10, frames_per_block=32), workers=1)
     assert len(few) == 4  # at least 4 blocks per worker, so that no worker idles long at the end
+
+
+def _images(folder: Path, domain: str, count: int, astronaut_rgb) -> Path:
+    rows = []
+    for i in range(count):
+        path = folder / f"{domain}_{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), cv2.cvtColor(astronaut_rgb[::8, ::8], cv2.COLOR_RGB2BGR))
+        rows.append({**_row(path, "image", i % 2, f"s{i}"), "sample_id": f"{domain}/{path.stem}", "domain": domain})
+    return write_manifest(make_manifest(rows), folder / "manifest.parquet")
+
+
+def test_several_manifests_prepare_into_one_cache_with_counts_per_source(ray_local, tmp_path, astronaut_rgb, capsys):
+    """`fas prepare A B=domain --out CACHE`: leave-one-domain-out and the unseen protocol need several datasets in
+    one cache; each source is counted, and a renamed source carries its new domain into its ids."""
+    from fas.cli import main
+
+    oulu, casia = _images(tmp_path / "o", "oulu_npu", 3, astronaut_rgb), _images(tmp_path / "c", "unit", 2,
+                                                                                 astronaut_rgb)
+    out = tmp_path / "cache"
+    assert main(["prepare", str(oulu), f"{casia}=casia_fasd", "--out", str(out), "--detector", "none",
+                 "--size", "32", "--face-workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert f"source {oulu}: oulu_npu, 3 samples (1 bona fide, 2 attacks)" in printed
+    assert f"source {casia}: casia_fasd, 2 samples (1 bona fide, 1 attacks)" in printed
+    table = read_cache_table(out)
+    assert sorted(table["sample_id"].to_pylist()) == [
+        "casia_fasd/unit_0", "casia_fasd/unit_1", "oulu_npu/oulu_npu_0", "oulu_npu/oulu_npu_1", "oulu_npu/oulu_npu_2"]
+    summary = json.loads((out / "cache.json").read_text())
+    assert summary["sources"][str(casia)] == {"domains": ["casia_fasd"], "samples": 2, "real": 1, "attack": 1}
+    assert summary["config"]["manifest"] == str(out / "manifest.parquet")
+
+
+def test_merging_manifests_refuses_clashing_ids_and_keeps_extra_columns(tmp_path):
+    from fas.data.manifest import ManifestError, merge_manifests
+
+    def manifest(name, domain, extra):
+        rows = [{**_row(Path(f"/d/{name}.png"), "image", 1, "s1"), "sample_id": f"{domain}/x", "domain": domain,
+                 **extra}]
+        return write_manifest(make_manifest(rows), tmp_path / f"{name}.parquet")
+
+    a, b = manifest("a", "siw", {"light": "constant"}), manifest("b", "siw", {"take": "1"})
+    with pytest.raises(ManifestError, match=r"sample_id 'siw/x' is in both .*a\.parquet and .*b\.parquet"):
+        merge_manifests([(a, None), (b, None)])
+    merged, counts = merge_manifests([(a, None), (b, "siw_copy")])
+    assert merged.to_pylist()[1]["sample_id"] == "siw_copy/x" and merged["take"].to_pylist() == [None, "1"]
+    assert merged["light"].to_pylist() == ["constant", None]
+    assert counts[str(b)] == {"domains": ["siw_copy"], "samples": 1, "real": 1, "attack": 0}

@@ -40,7 +40,42 @@ def test_registry_names():
     assert P.get_protocol("M&I->O").train_domains == ("msu_mfsd", "replay_attack")
     assert P.get_protocol("clipc8_zeroshot").test_domains == ("nuaa", "casia_fasd", "replay_attack", "oulu_npu",
                                                               "msu_mfsd")
-    assert set(P.get_protocol("agfas_unseen").test_domains) == set(P.OCIM.values())
+    unseen = P.get_protocol("agfas_unseen")
+    assert unseen.train_domains == ("msu_mfsd", "casia_fasd", "replay_attack", "oulu_npu")
+    assert unseen.test_domains == ("hkbu_mars", "wffd", "rose_youtu", "siw", "wmca")
+    assert set(P.PUBLISHED["agfas_unseen"]["rows"]["AG-FAS"]) == set(unseen.test_domains)
+    assert P.PUBLISHED["agfas_unseen"]["rows"]["AG-FAS"]["siw"] == (3.18, 99.50)
+
+
+def test_agfas_unseen_trains_on_ocim_and_tests_every_split_but_dev_of_the_five():
+    ocim = [r for d in P.OCIM.values() for r in _rows(d, ("train", "dev", "test"))]
+    unseen = [r for d in P.AGFAS_UNSEEN_DOMAINS for r in _rows(d, ("train", "dev", "test") if d == "siw" else ("test",))]
+    parts = P.split_for_protocol(make_manifest(ocim + unseen), "agfas_unseen")
+    assert _set(parts["train"], "domain", "split") == {(d, "train") for d in P.OCIM.values()}
+    assert _set(parts["threshold"], "domain", "split") == {(d, "dev") for d in P.OCIM.values()}
+    assert _set(parts["test"], "domain", "split") == {(d, "test") for d in P.AGFAS_UNSEEN_DOMAINS} | {("siw", "train")}
+    assert parts["test"].num_rows == 10 * 5 + 10
+    with pytest.raises(ProtocolError, match=r"needs domains \['wmca'\]"):
+        P.split_for_protocol(make_manifest([r for r in ocim + unseen if r["domain"] != "wmca"]), "agfas_unseen")
+
+
+def test_siw_and_wmca_protocols_name_their_reader_protocols():
+    assert [f.reader_protocol for f in P.get_protocol("siw_p2").fold_protocols()] == ["2_1", "2_2", "2_3", "2_4"]
+    assert [f.reader_protocol for f in P.get_protocol("siw_p3").fold_protocols()] == ["3_1", "3_2"]
+    assert P.get_protocol("siw_p1").folds == 1 and P.get_protocol("wmca_grandtest").reader_protocol == "grandtest"
+
+
+def test_fas_protocols_lists_every_registered_protocol(capsys):
+    from fas.cli import main
+
+    assert main(["protocols", "--json"]) == 0
+    listed = {row["name"]: row for row in __import__("json").loads(capsys.readouterr().out)}
+    assert set(listed) == set(P.PROTOCOLS)
+    assert listed["agfas_unseen"]["test"] == list(P.AGFAS_UNSEEN_DOMAINS) and listed["agfas_unseen"]["published"]
+    assert listed["siw_p2"]["folds"] == 4 and not listed["oulu_p1"]["published"]
+    assert main(["protocols"]) == 0
+    assert "agfas_unseen: train msu_mfsd & casia_fasd & replay_attack & oulu_npu -> test hkbu_mars, wffd, " \
+           "rose_youtu, siw, wmca" in capsys.readouterr().out
 
 
 def test_oulu_folds():

@@ -14,7 +14,7 @@ from fas.eval import metrics as M
 from fas.eval.aggregate import aggregate_by_video
 from fas.eval.cli import add_metrics_parser
 from fas.eval.errors import EvalError, MetricsInputError, ThresholdRuleError
-from fas.eval.report import evaluate_scores, summarize_folds, write_results
+from fas.eval.report import evaluate_scores, per_domain_metrics, render_markdown, summarize_folds, write_results
 
 REQUIRED_KEYS = {"auc", "eer", "threshold", "threshold_rule", "threshold_on_test", "hter", "apcer", "apcer_per_attack",
                  "bpcer", "acer", "accuracy", "bpcer_at_apcer", "tpr_at_fpr", "n_real", "n_attack", "undefined"}
@@ -200,3 +200,24 @@ def test_cli_refuses_without_rule_and_names_missing_columns(tmp_path):
         _run(["metrics", str(tmp_path / "nov.csv"), "--threshold", "0.5", "--video-level"])
     with pytest.raises(EvalError, match="does not exist"):
         _run(["metrics", str(tmp_path / "missing.csv"), "--threshold", "0.5"])
+
+
+def test_per_domain_blocks_are_each_domains_own_metrics_at_the_shared_threshold():
+    from fas.eval.protocols import PUBLISHED
+
+    a, b, dev = _scores(3), _scores(4), _scores(5)
+    b["domain"], b["video"] = "wffd", "w" + b["video"]
+    a["domain"] = "siw"
+    test = pd.concat([a, b], ignore_index=True)
+    blocks = per_domain_metrics(test, dev, ["siw", "wffd", "wmca"], threshold_rule="dev_eer", video_level=True)
+    assert list(blocks) == ["siw", "wffd"]  # a domain without test rows has no block
+    for domain, part in (("siw", a), ("wffd", b)):
+        alone = evaluate_scores(part, dev, threshold_rule="dev_eer", video_level=True)
+        assert blocks[domain] == {k: alone[k] for k in blocks[domain]}
+    assert blocks["siw"]["threshold"] == blocks["wffd"]["threshold"]
+    metrics = {**evaluate_scores(test, dev, video_level=True), "per_domain": blocks,
+               "published": PUBLISHED["agfas_unseen"]}
+    text = render_markdown(metrics)
+    assert "| method | siw | wffd |" in text
+    assert "| AG-FAS (published) | 3.18% / 99.50% | 35.44% / 67.23% |" in text
+    assert f"| ours (this run) | {100 * blocks['siw']['hter']:.2f}% / {100 * blocks['siw']['auc']:.2f}% |" in text

@@ -49,7 +49,7 @@ def raises(match: str, name: str, root: Path, protocol: str | None = None) -> No
 
 def test_every_reader_is_registered():
     expected = {"class8", "oulu_npu", "casia_fasd", "replay_attack", "msu_mfsd", "nuaa", "celeba_spoof", "real_faces",
-                "csv"}
+                "csv", "siw", "wmca", "rose_youtu", "hkbu_mars", "wffd"}
     assert expected <= set(list_readers())
 
 

@@ -27,6 +27,18 @@ def test_sample_frames_uniform_and_every_k(tmp_path):
     assert [i for i, _ in sample_frames(video, every_k=7)] == [0, 7, 14]
 
 
+def test_max_frames_samples_only_the_first_frames(tmp_path):
+    """SiW protocol 1 trains on each video's first 60 frames: the reader's ``max_frames`` keeps sampling there."""
+    from fas.data.cache import decode_sample
+
+    video = write_video(tmp_path / "v.avi", num_frames=20)
+    assert [i for i, _ in sample_frames(video, num_frames=4, max_frames=8)] == uniform_indices(8, 4) == [0, 2, 5, 7]
+    assert [i for i, _ in sample_frames(video, every_k=3, max_frames=8)] == [0, 3, 6]
+    row = {"media": "video", "path": str(video), "max_frames": 6}
+    assert [i for i, _ in decode_sample(row, 3, None)[0]] == uniform_indices(6, 3)
+    assert [i for i, _ in decode_sample({**row, "max_frames": None}, 3, None)[0]] == uniform_indices(20, 3)
+
+
 def test_truncated_and_garbage_videos_raise_video_error(tmp_path):
     good = write_video(tmp_path / "good.avi", num_frames=30)
     with pytest.raises(VideoError, match="bad.avi"):

@@ -85,8 +85,8 @@ def limit_threads(n: int) -> None:
 def decode_sample(row: dict, frames: int, every_k: int | None, threads: int = 0) -> tuple[list, str]:
     """One manifest row -> its kept ``(frame_index, rgb)`` frames and ``""``, or no frames and why it was skipped."""
     try:
-        if row["media"] == "video":
-            return sample_frames(row["path"], frames, every_k, threads), ""
+        if row["media"] == "video":  # a reader's max_frames (SiW protocol 1) keeps sampling to the first frames
+            return sample_frames(row["path"], frames, every_k, threads, row.get("max_frames")), ""
         return [(int(row.get("frame_index") or 0), decode_image(Path(row["path"]).read_bytes()))], ""
     except (VideoError, ValueError, OSError) as exc:
         return [], str(exc)
@@ -203,9 +203,11 @@ def fresh_output(out: str | Path) -> Path:
     return shard_dir
 
 
-def finish(cfg: PrepareConfig, manifest: pa.Table, counts: dict, seconds: float) -> dict:
+def finish(cfg: PrepareConfig, manifest: pa.Table, counts: dict, seconds: float, sources: dict | None = None) -> dict:
     """The summary, written to ``cache.json`` last (temporary name, then renamed) and returned."""
     summary = dict(counts)
+    if sources:
+        summary["sources"] = sources
     summary.update(
         seconds=round(seconds, 2), samples=manifest.num_rows, synthetic=is_synthetic(manifest),
         config=dataclasses.asdict(cfg), manifest_counts=_manifest_counts(manifest),
@@ -218,8 +220,9 @@ def finish(cfg: PrepareConfig, manifest: pa.Table, counts: dict, seconds: float)
     return summary
 
 
-def prepare(cfg: PrepareConfig) -> dict:
-    """Prepare the frame cache of ``cfg.manifest`` in ``cfg.out``; returns the summary also saved in cache.json.
+def prepare(cfg: PrepareConfig, sources: dict | None = None) -> dict:
+    """Prepare the frame cache of ``cfg.manifest`` in ``cfg.out``; returns the summary also saved in cache.json
+    (with ``sources``, the per-source counts of a merged manifest).
 
     ``seconds`` counts the pipeline (its actors' start included) to the last shard, not an embedded cluster's start."""
     import ray
@@ -237,7 +240,7 @@ def prepare(cfg: PrepareConfig) -> dict:
             writer.add(batch)
     finally:  # later datasets of the same driver (training, scoring) keep the caller's setting
         context.enable_progress_bars = shown
-    return finish(cfg, manifest, writer.close(), time.perf_counter() - start)
+    return finish(cfg, manifest, writer.close(), time.perf_counter() - start, sources)
 
 
 def face_workers(cfg: PrepareConfig) -> int:
@@ -329,6 +332,9 @@ def format_prepare_summary(summary: dict) -> str:
              f"faces found: {summary['faces_found']}  no face (kept whole frame): {summary['no_face_kept']}  "
              f"no face (dropped): {summary['no_face_dropped']}",
              f"shards: {len(summary['shards'])}  time: {summary['seconds']} s  ({summary['frames_per_second']} frames/s)"]
+    for source, counts in summary.get("sources", {}).items():
+        lines.append(f"source {source}: {', '.join(counts['domains'])}, {counts['samples']} samples "
+                     f"({counts['real']} bona fide, {counts['attack']} attacks)")
     for key, counts in summary["manifest_counts"].items():
         lines.append(f"{key.replace('_', ' ')}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     skipped = summary["skipped_files"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import json
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -141,3 +141,39 @@ def format_summary(summary: Mapping, title: str = "manifest") -> str:
 
 def summary_json(summary: Mapping) -> str:
     return json.dumps(summary, indent=2, sort_keys=True)
+
+
+def parse_source(text: str) -> tuple[Path, str | None]:
+    """``PATH`` or ``PATH=DOMAIN`` (a source whose domain is renamed as it is merged)."""
+    path, _, domain = text.partition("=")
+    return Path(path), (domain.strip() or None)
+
+
+def merge_manifests(sources: Sequence[tuple[str | Path, str | None]]) -> tuple[pa.Table, dict]:
+    """Several manifests as one, as leave-one-domain-out and the unseen-data protocol need four to nine datasets in
+    one cache; each source may get a new domain name (its ids' ``<domain>/`` prefix follows). Columns a source lacks
+    are null; sample ids must stay unique across sources. Returns the table and the counts per source."""
+    tables, counts, owner = [], {}, {}
+    for path, domain in sources:
+        table = read_manifest(path)
+        if domain:
+            old = table["domain"].to_pylist()
+            ids = [f"{domain}/{i[len(d) + 1:]}" if i.startswith(f"{d}/") else f"{domain}/{i}"
+                   for i, d in zip(table["sample_id"].to_pylist(), old)]
+            table = table.set_column(table.schema.get_field_index("domain"), "domain", pa.array([domain] * len(old)))
+            table = table.set_column(table.schema.get_field_index("sample_id"), "sample_id", pa.array(ids))
+        for sample in table["sample_id"].to_pylist():
+            if sample in owner:
+                raise ManifestError(f"sample_id {sample!r} is in both {owner[sample]} and {path}; give one of them "
+                                    "another domain (PATH=DOMAIN)")
+            owner[sample] = str(path)
+        labels = table["label"].to_pylist()
+        counts[str(path)] = {"domains": sorted(set(table["domain"].to_pylist())), "samples": table.num_rows,
+                             "real": labels.count(1), "attack": labels.count(0)}
+        tables.append(table.replace_schema_metadata(None))
+    try:
+        merged = pa.concat_tables(tables, promote_options="default")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ManifestError(f"the manifests {[str(p) for p, _ in sources]} disagree on a column's type: {exc}") from exc
+    synthetic = any(is_synthetic(read_manifest(p)) for p, _ in sources)
+    return (mark_synthetic(merged) if synthetic else merged), counts

@@ -822,10 +822,11 @@ def make_video(seed: int, rec: Recording, file_id: int, size: int = VIDEO_SIZE, 
     return [apply_camera(f, PHONES[rec.phone], rng, jitter=False) for f in frames]
 
 
-def write_video(path: Path, frames, fps: int = VIDEO_FPS) -> None:
-    """MPEG-4 part 2 in AVI, one thread and bit-exact flags, so the same frames give the same bytes."""
+def write_video(path: Path, frames, fps: int = VIDEO_FPS, container: str = "avi") -> None:
+    """MPEG-4 part 2 in AVI (or ``container``, e.g. "mov"), one thread and bit-exact flags, so the same frames give
+    the same bytes."""
     h, w = frames[0].shape[:2]
-    with av.open(str(path), "w", format="avi", options={"fflags": "+bitexact"}) as box:
+    with av.open(str(path), "w", format=container, options={"fflags": "+bitexact"}) as box:
         stream = box.add_stream("mpeg4", rate=fps, options={"flags": "+bitexact"})
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.bit_rate = 800_000
@@ -852,8 +853,10 @@ def write_corrupt_video(path: str | Path) -> Path:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def generate(out: str | Path, seed: int = 0, size: str = "quickstart") -> dict:
+def generate(out: str | Path, seed: int = 0, size: str = "quickstart", unseen: bool = False) -> dict:
     """Write the CLASS-8 images and OULU-NPU videos under ``out``; returns counts (and ``synthetic: True``).
+    ``unseen`` adds ``out/unseen/<dataset>``: AG-FAS's five unseen test sets in their own layouts
+    (``fas.data.synth_unseen``: 3D masks, wax figures, paper masks, prints and replays).
 
     ``out`` must be empty, missing, or an earlier output of this generator (which is then replaced).
     """
@@ -870,6 +873,10 @@ def generate(out: str | Path, seed: int = 0, size: str = "quickstart") -> dict:
         "class8": write_class8(out / "class8", seed, preset),
         "oulu_npu": write_oulu(out / "oulu_npu", seed, preset),
     }
+    if unseen:
+        from fas.data.synth_unseen import generate_unseen
+
+        summary["unseen"] = generate_unseen(out / "unseen", seed, subjects=2 if size == "tiny" else 4)
     for root in (out, out / "class8", out / "oulu_npu"):
         write_marker(root, seed, size)
     return summary
@@ -880,7 +887,7 @@ def _prepare(out: Path) -> None:
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).exists():
             raise FileExistsError(f"{out} is not empty and holds no {MARKER}: refusing to write generated data there")
-        for child in ("class8", "oulu_npu"):
+        for child in ("class8", "oulu_npu", "unseen"):
             shutil.rmtree(out / child, ignore_errors=True)
         (out / MARKER).unlink()
     out.mkdir(parents=True, exist_ok=True)

@@ -143,6 +143,38 @@ def _notes(m: Mapping) -> list[str]:
     return lines
 
 
+def per_domain_metrics(test_df: pd.DataFrame, dev_df: pd.DataFrame | None, domains: Sequence[str],
+                       **options) -> dict:
+    """One block per test domain, each at the threshold the protocol's rule gives (a protocol with several unseen
+    test sets reports each, as AG-FAS's unseen-data table does, not only their pool)."""
+    blocks = {}
+    for domain in domains:
+        part = test_df[test_df["domain"].astype(str) == domain].reset_index(drop=True)
+        if part.empty:
+            continue
+        m = evaluate_scores(part, dev_df, **options)
+        blocks[domain] = {k: m[k] for k in ("hter", "auc", "eer", "apcer", "bpcer", "threshold", "n_real",
+                                            "n_attack")}
+    return blocks
+
+
+def _domain_lines(blocks: Mapping, published: Mapping | None) -> list[str]:
+    domains = list(blocks)
+    lines = ["", "## Per test dataset (HTER % / AUC %)", ""]
+    rows = [["ours (this run)"] + [f"{_pct(blocks[d]['hter'])} / {_pct(blocks[d]['auc'])}" for d in domains]]
+    if published:
+        for method, cells in published["rows"].items():
+            rows.append([f"{method} (published)"] + [
+                "{:.2f}% / {:.2f}%".format(*cells[d]) if d in cells else "n/a" for d in domains])
+    lines += _table(["method"] + domains, rows)
+    lines += ["", "Bona fide / attack per dataset: " + ", ".join(
+        f"{d} {blocks[d]['n_real']} / {blocks[d]['n_attack']}" for d in domains)]
+    if published:
+        lines += ["", f"Published: {published['source']}. Ours is this run's threshold rule; the published figures are "
+                      "the papers' own, on the real datasets."]
+    return lines
+
+
 def _category_lines(block: Mapping) -> list[str]:
     names = block["categories"]
     marks = letters(len(names))
@@ -173,6 +205,8 @@ def render_markdown(metrics: Mapping, roc_image: str | None = None, title: str =
                         [(k, metrics["n_per_attack"][k], _pct(v)) for k, v in metrics["apcer_per_attack"].items()])
     if metrics.get("categories"):
         lines += _category_lines(metrics["categories"])
+    if metrics.get("per_domain"):
+        lines += _domain_lines(metrics["per_domain"], metrics.get("published"))
     if roc_image:
         lines += ["", "## ROC", "", f"![ROC curve]({roc_image})"]
     return "\n".join(lines) + "\n"

@@ -9,7 +9,8 @@ from pathlib import Path, PurePath
 from fas.data.manifest import ManifestError
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
-VIDEO_EXTS = frozenset({".avi", ".mov", ".mp4", ".mkv"})
+# .hdf5/.h5: a whole video stored as an HDF5 frame container (WMCA); fas.data.video.sample_frames reads it.
+VIDEO_EXTS = frozenset({".avi", ".mov", ".mp4", ".mkv", ".hdf5", ".h5"})
 SPLIT_ALIASES = {
     "train": "train",
     "dev": "dev",
