@@ -24,7 +24,7 @@ def _load(cls, args: argparse.Namespace, positional: dict | None = None):
 def cmd_synth(args) -> int:
     from fas.data.synth import generate
 
-    summary = generate(Path(args.out), seed=args.seed, size=args.size, unseen=args.unseen)
+    summary = generate(Path(args.out), seed=args.seed, size=args.size, public=args.public)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -141,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", default="quickstart", choices=["tiny", "quickstart"])
-    p.add_argument("--unseen", action="store_true", help="also write AG-FAS's five unseen test sets (HKBU-MARs, "
-                   "WFFD, Rose-Youtu, SiW, WMCA layouts) under OUT/unseen")
+    p.add_argument("--public", action="store_true", help="also write stand-ins of the public datasets in their own "
+                   "layouts under OUT/public (MSU-MFSD, CASIA-FASD, Replay-Attack, NUAA, HKBU-MARs, WFFD, Rose-Youtu, "
+                   "SiW, WMCA)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("manifest", help="read a dataset root into a manifest Parquet file")

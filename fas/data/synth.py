@@ -853,10 +853,10 @@ def write_corrupt_video(path: str | Path) -> Path:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def generate(out: str | Path, seed: int = 0, size: str = "quickstart", unseen: bool = False) -> dict:
+def generate(out: str | Path, seed: int = 0, size: str = "quickstart", public: bool = False) -> dict:
     """Write the CLASS-8 images and OULU-NPU videos under ``out``; returns counts (and ``synthetic: True``).
-    ``unseen`` adds ``out/unseen/<dataset>``: AG-FAS's five unseen test sets in their own layouts
-    (``fas.data.synth_unseen``: 3D masks, wax figures, paper masks, prints and replays).
+    ``public`` adds ``out/public/<dataset>``: stand-ins of MSU-MFSD, CASIA-FASD, Replay-Attack, NUAA and AG-FAS's
+    five unseen sets in their own layouts (``fas.data.synth_public``: 3D masks, wax figures, paper masks, ...).
 
     ``out`` must be empty, missing, or an earlier output of this generator (which is then replaced).
     """
@@ -873,10 +873,10 @@ def generate(out: str | Path, seed: int = 0, size: str = "quickstart", unseen: b
         "class8": write_class8(out / "class8", seed, preset),
         "oulu_npu": write_oulu(out / "oulu_npu", seed, preset),
     }
-    if unseen:
-        from fas.data.synth_unseen import generate_unseen
+    if public:
+        from fas.data.synth_public import generate_public
 
-        summary["unseen"] = generate_unseen(out / "unseen", seed, subjects=2 if size == "tiny" else 4)
+        summary["public"] = generate_public(out / "public", seed, subjects=2 if size == "tiny" else 4)
     for root in (out, out / "class8", out / "oulu_npu"):
         write_marker(root, seed, size)
     return summary
@@ -887,7 +887,7 @@ def _prepare(out: Path) -> None:
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).exists():
             raise FileExistsError(f"{out} is not empty and holds no {MARKER}: refusing to write generated data there")
-        for child in ("class8", "oulu_npu", "unseen"):
+        for child in ("class8", "oulu_npu", "public"):
             shutil.rmtree(out / child, ignore_errors=True)
         (out / MARKER).unlink()
     out.mkdir(parents=True, exist_ok=True)

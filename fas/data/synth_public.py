@@ -1,5 +1,7 @@
-"""Generated stand-ins for the unseen-data datasets of AG-FAS (HKBU-MARs, WFFD, Rose-Youtu, SiW, WMCA), each in
-the layout its reader reads, so that `agfas_unseen` runs end to end on generated data.
+"""Generated stand-ins for the public datasets the papers evaluate on, each written in the layout its reader reads:
+the cross-dataset sources (MSU-MFSD, CASIA-FASD, Replay-Attack, NUAA; OULU-NPU is ``fas.data.synth``'s own) and
+AG-FAS's unseen sets (HKBU-MARs, WFFD, Rose-Youtu, SiW, WMCA), so that the cross-dataset and unseen-data protocols
+run end to end on generated data (``fas synth OUT --public``).
 
 Besides the attacks the generator already draws (halftone prints, screen replays), these sets need the two that
 the OCIM training sets never show: a worn 3D mask (rigid, one expression for the whole video, a material that is
@@ -20,6 +22,7 @@ from fas.data import synth as S
 
 MASK_MAKERS = ("Thatsmyface", "REAL-f")  # HKBU-MARs V1+: half the subjects' masks by each maker
 UNSEEN_SETS = ("hkbu_mars", "wffd", "rose_youtu", "siw", "wmca")
+CROSS_SETS = ("msu_mfsd", "casia_fasd", "replay_attack", "nuaa")  # with OULU-NPU: M, C, I, O and NUAA
 
 
 def _head_region(subject, m: np.ndarray, hw) -> np.ndarray:
@@ -216,15 +219,98 @@ def write_wmca(root: Path, seed: int, subjects: int) -> collections.Counter:
     return counts
 
 
-def generate_unseen(out: str | Path, seed: int = 0, subjects: int = 2) -> dict:
-    """Write every unseen set under ``out/<dataset>``; each root is marked SYNTHETIC. Returns counts per set."""
+def _attack_frames(kind: str, rng, subject, room) -> list[np.ndarray]:
+    n, size = S.VIDEO_FRAMES, S.VIDEO_SIZE
+    if kind == "real":
+        return S.real_frames(rng, subject, room, n, size)
+    return S.print_frames(rng, subject, room, n, size, 2) if kind == "print" else S.replay_frames(rng, subject, room,
+                                                                                               n, size)
+
+
+def write_msu_mfsd(root: Path, seed: int, subjects: int) -> collections.Counter:
+    """``scene01/{real,attack}/`` with the official ``{train,test}_sub_list.txt`` (clients alternate)."""
+    counts, lists = collections.Counter(), {"train": [], "test": []}
+    for number in range(1, subjects + 1):
+        subject, room, client = S.make_subject(seed, 1300 + number), _room(seed, 1300 + number), f"{number:03d}"
+        lists["train" if number % 2 else "test"].append(str(number))
+        for kind, name in (("real", f"real_client{client}_laptop_SD_scene01"),
+                           ("print", f"attack_client{client}_laptop_SD_printed_photo_scene01"),
+                           ("replay", f"attack_client{client}_laptop_SD_ipad_video_scene01")):
+            rng = np.random.default_rng([seed, 9107, number, len(name)])
+            folder = "real" if kind == "real" else "attack"
+            _video(root / "scene01" / folder / f"{name}.mp4", _attack_frames(kind, rng, subject, room), rng,
+                   S.PHONES[1])
+            counts[kind] += 1
+    for split, clients in lists.items():
+        (root / f"{split}_sub_list.txt").write_text("".join(c + "\n" for c in clients))
+    return counts
+
+
+def write_casia_fasd(root: Path, seed: int, subjects: int) -> collections.Counter:
+    """``{train,test}_release/<n>/{1,3,7}.avi``: a real video, a warped print and a replay per subject."""
+    counts = collections.Counter()
+    for number in range(1, subjects + 1):
+        release, folder = ("train_release", (number + 1) // 2) if number % 2 else ("test_release", number // 2)
+        subject, room = S.make_subject(seed, 1400 + number), _room(seed, 1400 + number)
+        for kind, video in (("real", "1"), ("print", "3"), ("replay", "7")):
+            rng = np.random.default_rng([seed, 9108, number, int(video)])
+            _video(root / release / str(folder) / f"{video}.avi", _attack_frames(kind, rng, subject, room), rng,
+                   S.PHONES[2])
+            counts[kind] += 1
+    return counts
+
+
+def write_replay_attack(root: Path, seed: int, subjects: int) -> collections.Counter:
+    """``{train,devel,test}/real/`` and ``.../attack/{fixed,hand}/`` with Idiap's file names."""
+    counts, splits = collections.Counter(), ("train", "devel", "test")
+    for number in range(1, subjects + 1):
+        split, client = splits[(number - 1) % 3], f"{number:03d}"
+        subject, room = S.make_subject(seed, 1500 + number), _room(seed, 1500 + number)
+        for kind, rel in (("real", f"real/client{client}_session01_webcam_authenticate_controlled_1.mov"),
+                          ("print", f"attack/fixed/attack_print_client{client}_session01_highdef_photo_controlled.mov"),
+                          ("replay", f"attack/hand/attack_mobile_client{client}_session01_mobile_video_adverse.mov")):
+            rng = np.random.default_rng([seed, 9109, number, len(rel)])
+            _video(root / split / rel, _attack_frames(kind, rng, subject, room), rng, S.PHONES[1])
+            counts[kind] += 1
+    return counts
+
+
+def write_nuaa(root: Path, seed: int, subjects: int) -> collections.Counter:
+    """``{Client,Imposter}Raw/<NNNN>/<NNNN>_00_00_01_<i>.jpg`` with the official Windows-path lists."""
+    counts = collections.Counter()
+    lists = {f"{kind}_{split}_raw.txt": [] for kind in ("client", "imposter") for split in ("train", "test")}
+    for number in range(1, subjects + 1):
+        subject, sid = S.make_subject(seed, 1600 + number), f"{number:04d}"
+        split = "train" if number % 2 else "test"
+        for kind, folder in (("client", "ClientRaw"), ("imposter", "ImposterRaw")):
+            rng = np.random.default_rng([seed, 9110, number, len(kind)])
+            img = S.cat_real(rng, subject, S.IMAGE_SIZE)
+            if kind == "imposter":
+                img = S.printed(img, rng, 4.5, 0.45)
+            name = f"{sid}_00_00_01_0.jpg"
+            path = root / folder / sid / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), S.apply_camera(img, S.CAMERAS["synth-cam-b"], rng)[..., ::-1])
+            lists[f"{kind}_{split}_raw.txt"].append(f"{sid}\\{name}")
+            counts[kind] += 1
+    for name, lines in lists.items():
+        (root / name).write_text("".join(line + "\r\n" for line in lines))
+    return counts
+
+
+WRITERS = {"msu_mfsd": write_msu_mfsd, "casia_fasd": write_casia_fasd, "replay_attack": write_replay_attack,
+           "nuaa": write_nuaa, "hkbu_mars": lambda root, seed, n: write_hkbu_mars(root, seed, n, 1),
+           "wffd": lambda root, seed, n: write_wffd(root, seed, 2 * n), "rose_youtu": write_rose_youtu,
+           "siw": write_siw, "wmca": write_wmca}
+
+
+def generate_public(out: str | Path, seed: int = 0, subjects: int = 2) -> dict:
+    """Write every stand-in under ``out/<dataset>``; each root is marked SYNTHETIC. Returns counts per dataset.
+    The cross-dataset sources get ``3 * subjects`` subjects, so each split holds someone."""
     out = Path(out)
-    writers = {"hkbu_mars": lambda r: write_hkbu_mars(r, seed, subjects, 1), "wffd": lambda r: write_wffd(r, seed,
-               2 * subjects), "rose_youtu": lambda r: write_rose_youtu(r, seed, subjects),
-               "siw": lambda r: write_siw(r, seed, subjects), "wmca": lambda r: write_wmca(r, seed, subjects)}
     summary = {}
-    for name, write in writers.items():
+    for name, write in WRITERS.items():
         root = out / name
-        summary[name] = dict(sorted(write(root).items()))
-        S.write_marker(root, seed, f"unseen-{subjects}")
+        summary[name] = dict(sorted(write(root, seed, 3 * subjects if name in CROSS_SETS else subjects).items()))
+        S.write_marker(root, seed, f"public-{subjects}")
     return summary
