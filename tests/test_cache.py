@@ -170,3 +170,50 @@ def test_merging_manifests_refuses_clashing_ids_and_keeps_extra_columns(tmp_path
     assert merged.to_pylist()[1]["sample_id"] == "siw_copy/x" and merged["take"].to_pylist() == [None, "1"]
     assert merged["light"].to_pylist() == ["constant", None]
     assert counts[str(b)] == {"domains": ["siw_copy"], "samples": 1, "real": 1, "attack": 0}
+
+
+def test_head_pose_is_read_back_from_five_landmarks():
+    from fas.data.pose import head_pose, project
+
+    for yaw, pitch in [(0, 0), (20, -10), (-35, 15), (50, 5), (10, 30)]:
+        assert head_pose(project(yaw, pitch, 640, 480), 640, 480) == pytest.approx((yaw, pitch), abs=1e-3)
+
+
+class PosedFaces:
+    """A landmark detector that finds one face at a given pose (the real one, YuNet, needs its ONNX file)."""
+
+    name = "yunet"
+
+    def __init__(self, yaw: float, pitch: float):
+        self.yaw, self.pitch = yaw, pitch
+
+    def detect_faces(self, rgb):
+        from fas.data.pose import project
+
+        h, w = rgb.shape[:2]
+        return [((w // 4, h // 4, 3 * w // 4, 3 * h // 4), project(self.yaw, self.pitch, w, h))]
+
+
+@pytest.mark.parametrize("yaw,pitch,dropped", [(10, -5, False), (40, 0, True), (0, 28, True)])
+def test_faces_of_deviated_pose_are_dropped_and_counted(tmp_path, astronaut_rgb, yaw, pitch, dropped):
+    """AG-FAS's real-face set leaves out faces turned or tilted beyond a threshold (here 30 and 25 degrees)."""
+    from fas.data.cache import FrameStage, ShardWriter, check_pose_filter
+
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR))
+    cfg = PrepareConfig(manifest="unused", out=str(tmp_path / "c"), detector="none", size=32, max_yaw=30,
+                        max_pitch=25)
+    stage = FrameStage(cfg)
+    stage.detector = PosedFaces(yaw, pitch)
+    out = stage(make_manifest([_row(path, "image", 1, "s1")]))
+    assert out["yaw"][0].as_py() == pytest.approx(yaw, abs=1e-3)
+    assert out["pitch"][0].as_py() == pytest.approx(pitch, abs=1e-3)
+    writer = ShardWriter(tmp_path / "shards", 8)
+    (tmp_path / "shards").mkdir()
+    writer.add(out)
+    counts = writer.close()
+    assert (counts["pose_dropped"], counts["frames_written"], counts["no_face_dropped"]) == (
+        (1, 0, 0) if dropped else (0, 1, 0))
+    with pytest.raises(CacheError, match=r"need face landmarks: use a detector that gives them \(\['yunet'\]"):
+        check_pose_filter(PrepareConfig(detector="haar", max_yaw=30))
+    check_pose_filter(PrepareConfig(detector="haar"))  # no threshold, no landmarks needed

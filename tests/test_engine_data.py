@@ -58,3 +58,25 @@ def test_rows_held_in_memory_are_shuffled_whole_and_streaming_rows_by_blocks_plu
     assert order(shuffled, in_memory_mb=0) == ("blocks", STREAM_SHUFFLE_BATCHES)  # no all-to-all per epoch
     blocks = DataNeeds(columns=("image",), order="blocks", local_shuffle=4)
     assert order(blocks, steps=10) == ("blocks", 4) and order(blocks, epochs=2) == ("blocks", 0)
+
+
+def test_a_fraction_of_the_samples_is_seeded_nested_and_reaches_the_training_rows(class8_cache):
+    """AG-FAS's real-face ablation (Table VII) trains the generator on 25 / 50 / 100 % of the real faces: the
+    subsets are the same on every run of a seed and nested, and the training stream holds exactly them."""
+    import pytest
+
+    from fas.data.selection import sample_fraction, selected_ids
+    from fas.engine.data import selected_rows
+
+    cache = str(class8_cache / "cache")
+    real = selected_ids(cache, "train", real_only=True)
+    quarter, half = (selected_ids(cache, "train", real_only=True, fraction=f, seed=7) for f in (0.25, 0.5))
+    assert (len(quarter), len(half)) == (round(0.25 * len(real)), round(0.5 * len(real)))
+    assert set(quarter) < set(half) < set(real)
+    assert quarter == sample_fraction(real, 0.25, 7) and quarter != sample_fraction(real, 0.25, 8)
+    rows = selected_rows(cache, "train", ["sample_id", "label"], fraction=0.5, seed=7, real_only=True)
+    got = rows.to_pandas()
+    assert set(got["sample_id"]) == set(half) and set(got["label"]) == {1}
+    assert sample_fraction(["a"], 0.1) == ["a"]
+    with pytest.raises(ValueError, match=r"in \(0, 1\], got 0"):
+        sample_fraction(real, 0)

@@ -59,3 +59,47 @@ def test_a_small_pdle_k_sweep_writes_table_and_plot_and_resumes(tmp_path, class8
     again = run_sweep(cfg)  # the folder exists: restored, and finished trials are not run again
     assert [p.read_text() for p in reports] == before and len(again) == 2
     assert all(json.loads(p.read_text().splitlines()[-1])["epoch"] == 1 for p in reports)
+
+
+def test_an_upstream_run_needs_its_method_and_swept_params(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("method: oanet\nbase_config: oanet_tiny.yaml\nmetric: val_auc\nmode: max\n"
+                    "upstream: {method: dfg, base_config: dfg_tiny.yaml, into: generator, params: [lr]}\n"
+                    "params: {real_face_fraction: {grid: [0.5]}}\n")
+    with pytest.raises(ValueError, match=r"upstream.params \['lr'\] are not among the swept params"):
+        read_space(path)
+    shipped = read_space("tune_spaces/agfas_real_faces.yaml")
+    assert shipped["upstream"]["params"] == ["real_face_fraction"]
+    assert shipped["params"]["real_face_fraction"]["grid"] == [0.25, 0.5, 1.0]
+
+
+@pytest.mark.slow
+def test_the_real_face_fraction_sweeps_generator_cues_and_oanet_in_each_trial(tmp_path, class8_cache):
+    """AG-FAS Table VII end to end: every trial trains its own generator on its fraction of the real faces, makes
+    the cues with it and trains OA-Net on them."""
+    from fas.tune.sweep import run_sweep
+
+    cache = class8_cache / "cache"
+    space = tmp_path / "real.yaml"
+    space.write_text(f"""method: oanet
+base_config: oanet_tiny.yaml
+metric: val_auc
+mode: max
+upstream:
+  method: dfg
+  base_config: dfg_tiny.yaml
+  params: [real_face_fraction]
+  fixed: {{cache: {cache}, steps: 2, checkpoint_every: 2, vae_fit_steps: 2, vae_fit_images: 32, num_workers: 1,
+           cpus_per_worker: 0.9}}
+  into: generator
+fixed: {{source_cache: {cache}, steps: 2, checkpoint_every: 2, ddim_steps: 2, num_workers: 1, cpus_per_worker: 0.9}}
+params:
+  real_face_fraction: {{grid: [0.5, 1.0]}}
+""")
+    run_sweep(SweepConfig(space=str(space), name="real", storage_path=str(tmp_path / "sweeps"), protocol=LOO))
+    table = pd.read_csv(tmp_path / "sweeps" / "real" / "results.csv")
+    assert table["real_face_fraction"].tolist() == [0.5, 1.0] and table["status"].tolist() == ["done", "done"]
+    generators = sorted((tmp_path / "sweeps" / "real_trials").glob("*_dfg/checkpoint_*/generator_config.json"))
+    assert sorted(json.loads(p.read_text())["real_face_fraction"] for p in generators) == [0.5, 1.0]
+    cue_indexes = sorted((tmp_path / "sweeps" / "real_trials").glob("*/cues/cache.json"))
+    assert len(cue_indexes) == 2 and len({json.loads(p.read_text())["generator"] for p in cue_indexes}) == 2

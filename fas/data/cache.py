@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fas.data.faces import decode_image, detect_and_crop, encode_image, make_detector
+from fas.data.pose import head_pose
 from fas.data.manifest import COLUMNS, is_synthetic, read_manifest
 from fas.data.video import VideoError, sample_frames
 
@@ -57,6 +58,8 @@ class PrepareConfig:
     margin: float = 0.2  # grown on each side of the face box, as a fraction of its size
     size: int = 256
     no_face: str = "keep"  # keep (whole frame, counted) | drop (counted)
+    max_yaw: float | None = None  # drop faces turned further (degrees; AG-FAS's real-face set); needs yunet
+    max_pitch: float | None = None  # drop faces tilted further (degrees); needs a landmark detector (yunet)
     image_format: str = "jpg"  # jpg | png
     rows_per_shard: int = 512
     face_workers: int | None = None  # actors of the frame stage; unset: as many as the cluster's CPUs hold
@@ -68,7 +71,8 @@ class PrepareConfig:
 
 FRAME_TYPES = {"frame_index": pa.int32(), "frame_id": pa.string(), "image": pa.binary(),
                "face_detected": pa.bool_(), "face_box": pa.list_(pa.int32(), 4), "num_faces": pa.int32(),
-               "dropped": pa.bool_(), "error": pa.string()}  # the frame columns a FrameStage appends
+               "dropped": pa.bool_(), "yaw": pa.float32(), "pitch": pa.float32(), "pose_dropped": pa.bool_(),
+               "error": pa.string()}  # the frame columns a FrameStage appends
 
 
 def limit_threads(n: int) -> None:
@@ -109,7 +113,7 @@ class FrameStage:
             picked, error = decode_sample(row, self.cfg.frames, self.cfg.every_k, self.threads)
             for index, rgb in picked or [(-1, None)]:
                 take.append(i)
-                crop = self._crop(rgb) if rgb is not None else (b"", False, None, 0, False)
+                crop = self._crop(rgb) if rgb is not None else (b"", False, None, 0, False, None, None, False)
                 for name, value in zip(FRAME_TYPES, (index, f"{row['sample_id']}#{index}", *crop, error)):
                     columns[name].append(value)
         out = batch.take(pa.array(take, pa.int64()))  # manifest columns keep their types
@@ -119,18 +123,40 @@ class FrameStage:
         return out
 
     def _crop(self, rgb: np.ndarray) -> tuple:
-        """(encoded image, detected, box, number of faces, dropped) of one frame."""
+        """(encoded image, detected, box, number of faces, dropped, yaw, pitch, dropped for its pose) of a frame."""
         res = detect_and_crop(self.detector, rgb, margin=self.cfg.margin, size=self.cfg.size,
                               no_face=self.cfg.no_face)
-        image = b"" if res.crop is None else encode_image(res.crop, self.cfg.image_format)
-        return image, res.detected, list(res.box) if res.box else None, res.num_faces, res.crop is None
+        yaw = pitch = None
+        if res.landmarks is not None:
+            yaw, pitch = head_pose(res.landmarks, rgb.shape[1], rgb.shape[0])
+        deviated = yaw is not None and pose_deviates(yaw, pitch, self.cfg)
+        image = b"" if res.crop is None or deviated else encode_image(res.crop, self.cfg.image_format)
+        return (image, res.detected, list(res.box) if res.box else None, res.num_faces, res.crop is None or deviated,
+                yaw, pitch, deviated)
+
+
+def pose_deviates(yaw: float, pitch: float, cfg: PrepareConfig) -> bool:
+    return (cfg.max_yaw is not None and abs(yaw) > cfg.max_yaw) or (cfg.max_pitch is not None
+                                                                    and abs(pitch) > cfg.max_pitch)
+
+
+def check_pose_filter(cfg: PrepareConfig) -> None:
+    """A pose threshold needs landmarks, which only a landmark detector gives: refuse before any work."""
+    from fas.data.faces import DETECTORS, gives_landmarks
+
+    wanted = cfg.max_yaw is not None or cfg.max_pitch is not None
+    if wanted and not gives_landmarks(DETECTORS.get(cfg.detector)):
+        landmark_detectors = sorted(name for name, kind in DETECTORS.items() if gives_landmarks(kind))
+        raise CacheError(f"max_yaw/max_pitch need face landmarks: use a detector that gives them "
+                         f"({landmark_detectors}, e.g. --detector yunet --detector-weights face_detection_yunet.onnx)"
+                         f", not {cfg.detector!r}")
 
 
 # ---------------------------------------------------------------- stage 2: write shards atomically
 def frame_table(batch: pa.Table) -> pa.Table:
     """The kept frames of a batch, with the cache's column order (manifest columns first); label stays int64."""
     ok = pc.and_(pc.equal(batch["error"], ""), pc.invert(batch["dropped"]))
-    kept = batch.filter(ok).drop_columns(["error", "dropped"])
+    kept = batch.filter(ok).drop_columns(["error", "dropped", "pose_dropped"])
     kept = kept.set_column(kept.schema.get_field_index("label"), "label", kept["label"].cast(pa.int64()))
     first = [c for c in COLUMNS if c in kept.column_names]
     return kept.select(first + [c for c in kept.column_names if c not in first])
@@ -146,7 +172,7 @@ def write_shard(table: pa.Table, shard_dir: Path) -> str | None:
     return name
 
 
-COUNTED = ("frames_sampled", "frames_written", "faces_found", "no_face_dropped", "no_face_kept")
+COUNTED = ("frames_sampled", "frames_written", "faces_found", "no_face_dropped", "no_face_kept", "pose_dropped")
 
 
 class ShardWriter:
@@ -177,9 +203,10 @@ class ShardWriter:
 
     def _count(self, batch: pa.Table) -> None:
         good, dropped, found = pc.equal(batch["error"], ""), batch["dropped"], batch["face_detected"]
-        kept = pc.and_(good, pc.invert(dropped))
-        for key, mask in zip(COUNTED, (good, kept, pc.and_(good, found), pc.and_(good, dropped),
-                                       pc.and_(kept, pc.invert(found)))):
+        kept, posed = pc.and_(good, pc.invert(dropped)), pc.and_(good, batch["pose_dropped"])
+        for key, mask in zip(COUNTED, (good, kept, pc.and_(good, found),
+                                       pc.and_(pc.and_(good, dropped), pc.invert(posed)),
+                                       pc.and_(kept, pc.invert(found)), posed)):
             self.counts[key] += pc.sum(mask.cast(pa.int64())).as_py() or 0
         bad = batch.filter(pc.invert(good)).select(["path", "error"]).to_pylist()
         self.skipped.update((r["path"], r["error"]) for r in bad)
@@ -229,6 +256,7 @@ def prepare(cfg: PrepareConfig, sources: dict | None = None) -> dict:
 
     from fas.ray_utils import init_ray
 
+    check_pose_filter(cfg)
     manifest = read_manifest(cfg.manifest)
     writer = ShardWriter(fresh_output(cfg.out), cfg.rows_per_shard)
     init_ray(cfg.address)
@@ -330,7 +358,8 @@ def format_prepare_summary(summary: dict) -> str:
              f"samples in manifest: {summary['samples']}",
              f"frames sampled: {summary['frames_sampled']}  written: {summary['frames_written']}  "
              f"faces found: {summary['faces_found']}  no face (kept whole frame): {summary['no_face_kept']}  "
-             f"no face (dropped): {summary['no_face_dropped']}",
+             f"no face (dropped): {summary['no_face_dropped']}  deviated pose (dropped): "
+             f"{summary.get('pose_dropped', 0)}",
              f"shards: {len(summary['shards'])}  time: {summary['seconds']} s  ({summary['frames_per_second']} frames/s)"]
     for source, counts in summary.get("sources", {}).items():
         lines.append(f"source {source}: {', '.join(counts['domains'])}, {counts['samples']} samples "

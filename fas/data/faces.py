@@ -80,12 +80,17 @@ class YuNetDetector:
         self.model = cv2.FaceDetectorYN.create(str(weights), "", (320, 320), score_threshold)
 
     def detect(self, rgb: np.ndarray) -> list[Box]:
+        return [box for box, _ in self.detect_faces(rgb)]
+
+    def detect_faces(self, rgb: np.ndarray) -> list[tuple[Box, np.ndarray]]:
+        """Boxes with their five landmarks (right eye, left eye, nose tip, right and left mouth corners; 5 x 2
+        pixels), largest face first."""
         h, w = rgb.shape[:2]
         self.model.setInputSize((w, h))
         _, faces = self.model.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        if faces is None:
-            return []
-        return _largest_first([(int(f[0]), int(f[1]), int(f[0] + f[2]), int(f[1] + f[3])) for f in faces])
+        found = [((int(f[0]), int(f[1]), int(f[0] + f[2]), int(f[1] + f[3])), np.asarray(f[4:14]).reshape(5, 2))
+                 for f in ([] if faces is None else faces)]
+        return sorted(found, key=lambda face: (face[0][2] - face[0][0]) * (face[0][3] - face[0][1]), reverse=True)
 
 
 DETECTORS = {"none": WholeFrame, "haar": HaarDetector, "yunet": YuNetDetector}
@@ -124,6 +129,11 @@ class FaceResult:
     detected: bool
     box: Box | None
     num_faces: int
+    landmarks: np.ndarray | None = None  # five points (5 x 2) of the kept face, from detectors that give them
+
+
+def gives_landmarks(detector: FaceDetector) -> bool:
+    return hasattr(detector, "detect_faces")
 
 
 def detect_and_crop(detector: FaceDetector, rgb: np.ndarray, *, margin: float, size: int, no_face: str) -> FaceResult:
@@ -131,9 +141,10 @@ def detect_and_crop(detector: FaceDetector, rgb: np.ndarray, *, margin: float, s
     h, w = rgb.shape[:2]
     if detector.name == "none":
         return FaceResult(resize_whole(rgb, size), False, (0, 0, w, h), 0)
-    boxes = detector.detect(rgb)
-    if boxes:
-        return FaceResult(crop_resize(rgb, expand_box(boxes[0], margin, w, h), size), True, boxes[0], len(boxes))
+    faces = detector.detect_faces(rgb) if gives_landmarks(detector) else [(b, None) for b in detector.detect(rgb)]
+    if faces:
+        box, landmarks = faces[0]
+        return FaceResult(crop_resize(rgb, expand_box(box, margin, w, h), size), True, box, len(faces), landmarks)
     if no_face == "keep":
         return FaceResult(resize_whole(rgb, size), False, None, 0)
     return FaceResult(None, False, None, 0)

@@ -8,18 +8,22 @@ from __future__ import annotations
 from fas.methods.base import DataNeeds
 
 
-def selected_rows(cache: str, part: str, columns, protocol: str | None = None, fold: int | None = None):
-    """A Ray Dataset of the ``train`` or ``validation`` rows of ``cache`` with ``columns``."""
+def selected_rows(cache: str, part: str, columns, protocol: str | None = None, fold: int | None = None,
+                  fraction: float = 1.0, seed: int = 0, real_only: bool = False):
+    """A Ray Dataset of the ``train`` or ``validation`` rows of ``cache`` with ``columns`` (a seeded ``fraction``
+    of their samples when below 1; bona fide only with ``real_only``)."""
     from ray.data.expressions import col
 
     from fas.data.cache import read_cache
     from fas.data.selection import SPLITS, selected_ids
 
     columns = list(columns)
-    dataset = read_cache(cache, columns=sorted(set(columns) | {"split", "sample_id"}))
-    if not protocol:
+    dataset = read_cache(cache, columns=sorted(set(columns) | {"split", "sample_id", "label"}))
+    if real_only:  # the generator never sees an attack
+        dataset = dataset.filter(expr=col("label") == 1)
+    if not protocol and fraction >= 1:
         return dataset.filter(expr=col("split") == SPLITS[part]).select_columns(columns)
-    ids = selected_ids(cache, part, protocol, fold)
+    ids = selected_ids(cache, part, protocol, fold, real_only=real_only, fraction=fraction, seed=seed)
     return dataset.filter(expr=col("sample_id").is_in(ids)).select_columns(columns)
 
 
@@ -81,12 +85,10 @@ def fits_in_memory(cfg, needs: DataNeeds) -> bool:
 def training_datasets(cfg, needs: DataNeeds, val_columns: tuple[str, ...] | None) -> dict:
     """``train`` (+ streams, + ``val`` when ``val_columns``) for ``cfg`` (a ``TrainConfig``)."""
     from ray.data import RandomSeedConfig
-    from ray.data.expressions import col
 
     columns = train_columns(needs)
-    rows = _not_null(selected_rows(cfg.cache, "train", columns, cfg.protocol, cfg.fold), needs.required)
-    if needs.real_only:  # the generator never sees an attack
-        rows = rows.filter(expr=col("label") == 1)
+    rows = _not_null(selected_rows(cfg.cache, "train", columns, cfg.protocol, cfg.fold, fraction=needs.fraction,
+                                   seed=cfg.engine.seed, real_only=needs.real_only), needs.required)
     rows = held(rows.select_columns(list(needs.columns)), cfg.cache, columns, cfg.engine.in_memory_mb * 2**20)
     # a new order each epoch (a plain seed repeats the first one), the same orders for the same seed
     seed = RandomSeedConfig(seed=cfg.engine.seed, reseed_after_execution=True)

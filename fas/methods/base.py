@@ -34,7 +34,7 @@ class DataNeeds:
     """What a method's training reads from the frame cache.
 
     ``columns`` of the training rows (rows where a ``required`` column is null are dropped; ``real_only`` keeps
-    bona fide rows only); ``order``: ``shuffle`` (a global shuffle, epoch runs) or ``blocks`` (a random block
+    bona fide rows only; ``fraction`` < 1 a seeded subset of the samples); ``order``: ``shuffle`` (a global shuffle, epoch runs) or ``blocks`` (a random block
     order plus each worker's local shuffle buffer: cheap to re-read many times, step runs); ``streams``: extra
     unsplit streams every worker reads whole (name -> columns), e.g. PDLE's exchange partners.
     """
@@ -42,6 +42,7 @@ class DataNeeds:
     columns: tuple[str, ...]
     required: tuple[str, ...] = ()
     real_only: bool = False
+    fraction: float = 1.0
     order: str = "shuffle"
     local_shuffle: int = 0  # local shuffle buffer, in batches (order "blocks"; streamed "shuffle" rows get >= 8)
     streams: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)

@@ -11,6 +11,16 @@ A search space is a YAML file (``tune_spaces/*.yaml``)::
     fixed:                        # optional: config fields every trial sets (e.g. the generator of the cues)
       alpha: 0.5
 
+A space may train an ``upstream`` run first in every trial and hand its checkpoint to the trial's config, so that
+a parameter of the upstream method is swept end to end (AG-FAS's real-face fraction: generator -> cues -> OA-Net)::
+
+    upstream:
+      method: dfg                   # trained first, in the trial's folder
+      base_config: dfg.yaml
+      params: [real_face_fraction]  # the trial parameters that configure it (not the main method)
+      fixed: {cache: cache/real_faces}
+      into: generator               # the main config's field that receives the upstream run
+
 Trials report ``val_auc`` / ``val_hter`` every epoch (``fas.engine.validation``): the protocol's threshold rows,
 never its test domain. ``asha: true`` stops weak trials early. A sweep whose folder exists is resumed with
 ``Tuner.restore``: finished trials are kept, unfinished ones continue from their last checkpoint.
@@ -57,6 +67,15 @@ def read_space(path: str | Path) -> dict:
     for name, spec in space["params"].items():
         if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in SAMPLERS:
             raise ValueError(f"{path}: params.{name} must be one of {{{', '.join(SAMPLERS)}: ...}}")
+    upstream = space.get("upstream")
+    if upstream is not None:
+        missing = [k for k in ("method", "base_config", "into") if k not in upstream]
+        if missing or upstream["method"] not in method_names():
+            raise ValueError(f"{path}: upstream needs method (one of {method_names()}), base_config and into; "
+                             f"missing {missing}")
+        strays = sorted(set(upstream.get("params", [])) - set(space["params"]))
+        if strays:
+            raise ValueError(f"{path}: upstream.params {strays} are not among the swept params")
     return space
 
 
@@ -84,6 +103,8 @@ def make_trial(space: dict, cfg: SweepConfig, trial_storage: str):
 
     method, base = get_method(space["method"]), space["base_config"]  # the record travels with the driver
     overrides = trial_overrides(space, cfg)
+    upstream = space.get("upstream")
+    upstream_method = get_method(upstream["method"]) if upstream else None
 
     def run_trial(params: dict) -> None:
         import ray.tune
@@ -92,9 +113,15 @@ def make_trial(space: dict, cfg: SweepConfig, trial_storage: str):
         from fas.config import replace
         from fas.engine import train
 
+        trial_id, params = ray.tune.get_context().get_trial_id(), dict(params)
+        if upstream:  # e.g. the generator whose cues this trial's OA-Net reads, trained with the trial's values
+            mine = {k: params.pop(k) for k in upstream.get("params", [])}
+            first = upstream_method.load_config(upstream["base_config"], {**upstream.get("fixed", {}), **mine})
+            first = replace(first, name=f"{trial_id}_{upstream['method']}", storage_path=trial_storage,
+                            max_failures=0)
+            params[upstream["into"]] = train(first).checkpoint.path
         trial_cfg = method.load_config(base, {**overrides, **params})
-        trial_cfg = replace(trial_cfg, name=ray.tune.get_context().get_trial_id(), storage_path=trial_storage,
-                            validate=True, max_failures=0)
+        trial_cfg = replace(trial_cfg, name=trial_id, storage_path=trial_storage, validate=True, max_failures=0)
         train(trial_cfg, callbacks=[TuneReportCallback()])
 
     return run_trial

@@ -17,7 +17,8 @@ METHOD = register(Method(
     task="fas.methods.dfg.task:DFGTask", prepare="fas.methods.dfg.task:prepare",
     # a step run passes over a small real-face set many times: a random block order plus a local shuffle buffer
     # re-executes cheaply every pass, where a global shuffle costs seconds each time
-    data=lambda cfg: DataNeeds(columns=("image",), real_only=True, order="blocks", local_shuffle=4),
+    data=lambda cfg: DataNeeds(columns=("image",), real_only=True, fraction=cfg.real_face_fraction, order="blocks",
+                               local_shuffle=4),
     cue_maker="fas.methods.dfg.generator:CueMaker", scaled_fields=("vae_fit_steps",),
     summary="the De-fake Face Generator, latent diffusion on real faces conditioned on identity; its DDIM "
             "residual is AG-FAS's cue",

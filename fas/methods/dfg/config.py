@@ -23,6 +23,7 @@ class DFGConfig(TrainConfig):
     beta2: float = 0.999
     grad_clip: float | None = 1.0
     flip: bool = True
+    real_face_fraction: float = 1.0  # a seeded subset of the real faces (AG-FAS Table VII: 0.25 / 0.5 / 1.0)
     vae_fit_steps: int = 0  # >0 and no pretrained VAE: fit a stand-in VAE on the real faces first
     vae_fit_images: int = 1024
     engine: EngineConfig = flat(lambda: EngineConfig(

@@ -21,7 +21,8 @@ def save_generator(generator, cfg, folder: Path) -> None:
     arch = read_model_config(cfg.model)
     generator.unet.save_pretrained(folder / "unet")
     meta = {"method": "dfg", "model": cfg.model, "condition": cfg.condition, "image_size": arch["image_size"],
-            "noise_step": arch.get("noise_step", 801), "vae": cfg.vae, "identity": cfg.identity}
+            "noise_step": arch.get("noise_step", 801), "vae": cfg.vae, "identity": cfg.identity,
+            "real_face_fraction": cfg.real_face_fraction, "seed": cfg.engine.seed}  # which real faces it learnt
     if generator.vae is not None and not arch["vae"].get("pretrained"):  # random or stand-in: small, kept
         generator.vae.save_pretrained(folder / "vae")
         meta["vae"] = "vae"

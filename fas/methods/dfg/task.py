@@ -78,7 +78,8 @@ def fit_stand_in_vae(cfg: DFGConfig) -> str:
         return str(folder)
     if "://" in run.storage_path:
         raise ValueError("a stand-in VAE is fitted into a local storage_path; give --vae for remote storage")
-    images = selected_images(cfg.cache, "train", cfg.protocol, cfg.fold, limit=cfg.vae_fit_images, real_only=True)
+    images = selected_images(cfg.cache, "train", cfg.protocol, cfg.fold, limit=cfg.vae_fit_images, real_only=True,
+                             fraction=cfg.real_face_fraction, seed=cfg.engine.seed)
     torch.manual_seed(run.seed)
     vae = load_vae(read_model_config(cfg.model)["vae"]).train().requires_grad_(True)
     x_all = Preprocess(image_size(cfg), *SIGNED)(images)

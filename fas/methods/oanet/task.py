@@ -129,8 +129,12 @@ def make_trial_cues(cfg: OANetConfig) -> str:
         raise ValueError("cues are written as a frame cache on a shared filesystem: give a local or mounted "
                          "storage_path with --generator, or make the cues first with jobs/make_cues.py")
     out = Path(run.storage_path) / run.name / "cues"
+    # the run's own workers make its cues: inside a Tune trial (which holds a sliver of a CPU) a 1-CPU actor beside
+    # a 1-CPU read task would not fit a 2-CPU machine and wait forever; on GPUs the cues run there
     summary = make_cues(CueConfig(generator=cfg.generator, cache=cfg.source_cache or cfg.cache, out=str(out),
-                                  noise_step=cfg.noise_step, ddim_steps=cfg.ddim_steps, address=run.address))
+                                  noise_step=cfg.noise_step, ddim_steps=cfg.ddim_steps, address=run.address,
+                                  actors=run.num_workers, cpus_per_actor=run.cpus_per_worker,
+                                  gpus_per_actor=1.0 if run.use_gpu else 0.0))
     print(format_cue_summary(summary), flush=True)
     return str(out)
 
