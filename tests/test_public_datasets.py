@@ -69,21 +69,25 @@ def test_the_cache_holds_every_dataset_counted_by_source(public_cache):
 
 @pytest.mark.slow
 def test_agfas_unseen_runs_on_generated_data(public_cache, tmp_path):
-    from fas.config import from_dict
+    """AG-FAS itself: the generator trained on the sources' real faces, cues of every frame made by it, OA-Net
+    trained on M, C, I and O, then one report per unseen dataset."""
     from fas.engine import train
     from fas.eval.protocols import AGFAS_UNSEEN_DOMAINS, PUBLISHED
     from fas.evaluate import EvaluateConfig, evaluate
-    from fas.methods.pdle.config import PDLEConfig
+    from fas.methods import get_method
 
     assert set(UNSEEN_SETS) == set(AGFAS_UNSEEN_DOMAINS)
-    cache = public_cache / "cache"
-    cfg = from_dict(PDLEConfig, dict(cache=str(cache), storage_path=str(tmp_path / "runs"), name="unseen",
-                                     model="pdle-tiny", pretrained=None, epochs=2, batch_size=32, lr=1e-3,
-                                     image_size=64, crop_size=56, num_workers=1, cpus_per_worker=1.0,
-                                     protocol="agfas_unseen"))
-    checkpoint = Path(train(cfg).checkpoint.path)
+    cache, runs = public_cache / "cache", tmp_path / "runs"
+    tiny = dict(storage_path=str(runs), protocol="agfas_unseen", steps=2, checkpoint_every=2, num_workers=1,
+                cpus_per_worker=0.9)
+    generator = train(get_method("dfg").load_config("dfg_tiny.yaml", {
+        **tiny, "cache": str(cache), "name": "generator", "vae_fit_steps": 2, "vae_fit_images": 32}))
+    oanet = train(get_method("oanet").load_config("oanet_tiny.yaml", {
+        **tiny, "cache": str(cache), "name": "oanet", "generator": generator.checkpoint.path, "ddim_steps": 2}))
+    cues = runs / "oanet" / "cues"
+    assert json.loads((cues / "cache.json").read_text())["generator"] == generator.checkpoint.path
     out = tmp_path / "eval"
-    metrics = evaluate(EvaluateConfig(checkpoint=str(checkpoint), cache=str(cache), out=str(out),
+    metrics = evaluate(EvaluateConfig(checkpoint=oanet.checkpoint.path, cache=str(cues), out=str(out),
                                       protocol="agfas_unseen"))
     videos = {"hkbu_mars": (2, 2), "wffd": (4, 4), "rose_youtu": (2, 6), "siw": (2, 4), "wmca": (2, 4)}
     assert {d: (b["n_real"], b["n_attack"]) for d, b in metrics["per_domain"].items()} == videos
