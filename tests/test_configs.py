@@ -64,6 +64,7 @@ SPACES = {  # file -> (method, base config, {param: its values})
     "dfg_steps.yaml": ("oanet", "oanet.yaml", {"noise_step": [250, 500, 1000]}),
     "pdle_k.yaml": ("pdle", "pdle.yaml", {"k": list(range(2, 18))}),
     "pdle_k_tiny.yaml": ("pdle", "pdle_tiny.yaml", {"k": [2, 5, 10]}),
+    "agfas_real_faces.yaml": ("oanet", "oanet.yaml", {"real_face_fraction": [0.25, 0.5, 1.0]}),
 }
 
 
@@ -128,8 +129,14 @@ def test_every_shipped_yaml_loads_with_its_loader(path):
         method = get_method(space["method"])
         overrides = trial_overrides(space, SweepConfig(space=str(path)))
         assert overrides == space.get("fixed", {})
+        upstream = space.get("upstream") or {}
         for name, values in params.items():  # each trial's config: base + fixed + its parameter value
             for value in values:
+                if name in upstream.get("params", []):  # configures the run trained first in each trial
+                    first = get_method(upstream["method"])
+                    cfg = first.load_config(upstream["base_config"], {**upstream.get("fixed", {}), name: value})
+                    assert type(cfg) is first.config and field(cfg, name) == value
+                    continue
                 cfg = method.load_config(space["base_config"], {**overrides, name: value})
                 assert type(cfg) is method.config and field(cfg, name) == value
                 assert all(field(cfg, k) == v for k, v in overrides.items())
