@@ -153,9 +153,10 @@ def merge_manifests(sources: Sequence[tuple[str | Path, str | None]]) -> tuple[p
     """Several manifests as one, as leave-one-domain-out and the unseen-data protocol need four to nine datasets in
     one cache; each source may get a new domain name (its ids' ``<domain>/`` prefix follows). Columns a source lacks
     are null; sample ids must stay unique across sources. Returns the table and the counts per source."""
-    tables, counts, owner = [], {}, {}
+    tables, counts, owner, synthetic = [], {}, {}, False
     for path, domain in sources:
         table = read_manifest(path)
+        synthetic |= is_synthetic(table)
         if domain:
             old = table["domain"].to_pylist()
             ids = [f"{domain}/{i[len(d) + 1:]}" if i.startswith(f"{d}/") else f"{domain}/{i}"
@@ -175,5 +176,4 @@ def merge_manifests(sources: Sequence[tuple[str | Path, str | None]]) -> tuple[p
         merged = pa.concat_tables(tables, promote_options="default")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise ManifestError(f"the manifests {[str(p) for p, _ in sources]} disagree on a column's type: {exc}") from exc
-    synthetic = any(is_synthetic(read_manifest(p)) for p, _ in sources)
     return (mark_synthetic(merged) if synthetic else merged), counts
