@@ -98,6 +98,12 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_ablation(args) -> int:
+    from fas.ablation import main as ablation_main
+
+    return ablation_main(args.rest)
+
+
 def cmd_bench(args) -> int:
     from fas.bench.run import main as bench_main
 
@@ -198,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("ablation", help="a paper table's rows on one cache: ours beside the published figures "
+                                        "(fas ablation --list)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_ablation)
+
     p = sub.add_parser("bench-data", help="data-plane throughput: Ray Data pipeline vs a single-process loop")
     p.add_argument("--out", required=True)
     p.add_argument("--frames", type=int, default=10)
@@ -210,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-PASSED_ON = {"train": cmd_train, "bench": cmd_bench}  # subcommands that parse their own flags (--help too)
+PASSED_ON = {"train": cmd_train, "bench": cmd_bench, "ablation": cmd_ablation}  # subcommands that parse their own flags (--help too)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,6 +59,23 @@ EXPECTED = {
                         "epochs": None, "ddim_steps": 5, "backend": "ddp", "num_workers": 2, "use_gpu": False},
 }
 
+# configs of a method other than its paper and tiny ones (baselines and ablations of `fas ablation`): file ->
+# (method, paper | tiny, what it must carry)
+VARIANTS = {
+    "ssdg_r.yaml": ("oanet", "paper", {"model": "oanet-resnet18", "pretrained": "imagenet", "mode": "image_only",
+                                       "optimizer": "sgd", "lr": 0.01, "weight_decay": 5e-4, "steps": 4000,
+                                       "lambda_adv": 0.1, "lambda_triplet": 2.0, "extra_real": None}),
+    "ssdg_r_tiny.yaml": ("oanet", "tiny", {"model": "oanet-resnet-tiny", "pretrained": None, "mode": "image_only",
+                                           "optimizer": "sgd", "num_workers": 2, "use_gpu": False}),
+    "clipc8_digits.yaml": ("clipc8", "paper", {"prompts": [str(i) for i in range(1, 9)], "lr": 4e-6,
+                                               "epochs": 100, "model": "ViT-L-14", "class_weights": None}),
+    "clipc8_weighted.yaml": ("clipc8", "paper", {"class_weights": "inverse_frequency", "lr": 4e-6, "epochs": 100}),
+    "anoddpm.yaml": ("dfg", "paper", {"model": "anoddpm", "condition": "none", "identity": None, "steps": 150_000,
+                                      "batch_size": 32, "zero_stage": 2, "num_workers": 4, "use_gpu": True}),
+    "anoddpm_tiny.yaml": ("dfg", "tiny", {"model": "anoddpm-tiny", "condition": "none", "identity": None,
+                                          "num_workers": 2, "use_gpu": False}),
+}
+
 SPACES = {  # file -> (method, base config, {param: its values})
     "clipc8_lr.yaml": ("clipc8", "clipc8.yaml", {"lr": [1e-6, 2e-6, 4e-6, 8e-6, 1.6e-5]}),
     "dfg_steps.yaml": ("oanet", "oanet.yaml", {"noise_step": [250, 500, 1000]}),
@@ -72,7 +89,7 @@ def loader_of(path: Path) -> str:
     """Which loader reads a shipped YAML; a file that maps to none fails the test that lists it."""
     if path.parent == SPACE_DIR:
         return "space"
-    if path.name in method_config_files():
+    if path.name in method_config_files() or path.name in VARIANTS:
         return "method"
     return {"prepare_oulu_npu.yaml": "prepare", "quickstart.yaml": "quickstart"}.get(path.name, "none")
 
@@ -101,11 +118,12 @@ def test_every_shipped_yaml_loads_with_its_loader(path):
     kind = loader_of(path)
     assert kind != "none", f"{path} maps to no known loader; add it to tests/test_configs.py"
     if kind == "method":
-        name, size = method_config_files()[path.name]
+        name, size, *variant = VARIANTS.get(path.name) or method_config_files()[path.name]
+        expected = variant[0] if variant else EXPECTED[path.name]
         method = get_method(name)
         cfg = method.load_config(path.name)
         assert type(cfg) is method.config
-        assert {key: field(cfg, key) for key in EXPECTED[path.name]} == EXPECTED[path.name]
+        assert {key: field(cfg, key) for key in expected} == expected
         assert field(cfg, "name") == path.stem  # each run writes to its own folder
         cfg.engine.check()  # exactly one of epochs / steps, a known backend: no error a user would meet at launch
         if size == "tiny":  # the CPU-sized configs train on the quickstart's generated data, on CPU workers

@@ -174,26 +174,3 @@ def test_ssdg_loss_is_the_weighted_sum():
     assert torch.allclose(out["loss"], expected) and out["adv"] > 0 and out["triplet"] > 0
     out["loss"].backward()
     assert logits.grad is not None and criterion.discriminator.mlp[0].weight.grad is not None
-
-
-def test_balanced_batches_draw_with_the_rng_the_engine_reseeded():
-    import numpy as np
-
-    from fas.methods.base import WorkerContext
-    from fas.methods.oanet.config import OANetConfig
-    from fas.methods.oanet.task import BalancedBatches
-
-    cfg = OANetConfig(domains=["a", "b"], per_group=3, pool_size=4)
-    ctx = WorkerContext(rank=0, world_size=1, device=torch.device("cpu"), dtype=torch.float,
-                        rng=np.random.default_rng(0), open_stream=None)
-    balanced = BalancedBatches(cfg, ctx)
-    balanced.add({"image": [bytes([i]) for i in range(8)], "cue": [bytes([100 + i]) for i in range(8)],
-                  "label": np.array([1, 0] * 4), "domain": np.array(["a"] * 4 + ["b"] * 4)})
-    draws = []
-    for _ in range(2):
-        ctx.rng = np.random.default_rng(7)  # what the engine does at an epoch or a resume point
-        draws.append(balanced.draw())
-    assert draws[0] == draws[1]
-    assert draws[0]["label"] == [0] * 3 + [1] * 3 + [0] * 3 + [1] * 3 and draws[0]["domain"] == [0] * 6 + [1] * 6
-    images = [i[0] for i in draws[0]["image"]]
-    assert {i % 2 for i in images[:3]} == {1} and all(i < 4 for i in images[:6])  # label 0 rows of domain a

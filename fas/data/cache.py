@@ -11,8 +11,10 @@ Layout of a cache folder::
 Every shard is written to a temporary name and renamed, and ``cache.json`` is written only after all shards:
 an interrupted preparation leaves no ``cache.json``, and ``read_cache`` refuses such a folder.
 Frame rows add to the manifest columns: ``frame_id``, ``frame_index``, ``image`` (encoded JPEG/PNG bytes),
-``face_detected``, ``face_box`` (x0, y0, x1, y1 in the source frame, null when none), ``num_faces``. The row
-schema stays open: later stages (e.g. AG-FAS cues) add columns of their own.
+``face_detected``, ``face_box`` (x0, y0, x1, y1 in the source frame, null when none), ``num_faces``, ``yaw`` /
+``pitch`` and ``landmarks`` (the five points as x0, y0, ..., x4, y4 in the saved crop's pixels, float32; all three
+null unless the detector gives landmarks). The row schema stays open: later stages (e.g. AG-FAS cues) add columns
+of their own.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class PrepareConfig:
 FRAME_TYPES = {"frame_index": pa.int32(), "frame_id": pa.string(), "image": pa.binary(),
                "face_detected": pa.bool_(), "face_box": pa.list_(pa.int32(), 4), "num_faces": pa.int32(),
                "dropped": pa.bool_(), "yaw": pa.float32(), "pitch": pa.float32(), "pose_dropped": pa.bool_(),
-               "error": pa.string()}  # the frame columns a FrameStage appends
+               "landmarks": pa.list_(pa.float32(), 10), "error": pa.string()}  # the frame columns a FrameStage appends
 
 
 def limit_threads(n: int) -> None:
@@ -113,7 +115,7 @@ class FrameStage:
             picked, error = decode_sample(row, self.cfg.frames, self.cfg.every_k, self.threads)
             for index, rgb in picked or [(-1, None)]:
                 take.append(i)
-                crop = self._crop(rgb) if rgb is not None else (b"", False, None, 0, False, None, None, False)
+                crop = self._crop(rgb) if rgb is not None else (b"", False, None, 0, False, None, None, False, None)
                 for name, value in zip(FRAME_TYPES, (index, f"{row['sample_id']}#{index}", *crop, error)):
                     columns[name].append(value)
         out = batch.take(pa.array(take, pa.int64()))  # manifest columns keep their types
@@ -123,7 +125,8 @@ class FrameStage:
         return out
 
     def _crop(self, rgb: np.ndarray) -> tuple:
-        """(encoded image, detected, box, number of faces, dropped, yaw, pitch, dropped for its pose) of a frame."""
+        """(encoded image, detected, box, number of faces, dropped, yaw, pitch, dropped for its pose, landmarks in
+        the crop's pixels as x0, y0, ..., x4, y4) of a frame."""
         res = detect_and_crop(self.detector, rgb, margin=self.cfg.margin, size=self.cfg.size,
                               no_face=self.cfg.no_face)
         yaw = pitch = None
@@ -131,8 +134,9 @@ class FrameStage:
             yaw, pitch = head_pose(res.landmarks, rgb.shape[1], rgb.shape[0])
         deviated = yaw is not None and pose_deviates(yaw, pitch, self.cfg)
         image = b"" if res.crop is None or deviated else encode_image(res.crop, self.cfg.image_format)
+        landmarks = res.crop_landmarks()
         return (image, res.detected, list(res.box) if res.box else None, res.num_faces, res.crop is None or deviated,
-                yaw, pitch, deviated)
+                yaw, pitch, deviated, None if landmarks is None else landmarks.reshape(-1).tolist())
 
 
 def pose_deviates(yaw: float, pitch: float, cfg: PrepareConfig) -> bool:

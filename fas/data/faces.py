@@ -130,6 +130,20 @@ class FaceResult:
     box: Box | None
     num_faces: int
     landmarks: np.ndarray | None = None  # five points (5 x 2) of the kept face, from detectors that give them
+    crop_box: Box | None = None  # the part of the frame the crop shows: the grown face box, or the whole frame
+
+    def crop_landmarks(self) -> np.ndarray | None:
+        """The landmarks in the crop's pixels (5 x 2 float32), None where the detector gives none."""
+        if self.landmarks is None or self.crop is None:
+            return None
+        return points_in_crop(self.landmarks, self.crop_box, self.crop.shape[0])
+
+
+def points_in_crop(points, crop_box: Box, size: float) -> np.ndarray:
+    """Frame pixel coordinates (N x 2) -> the pixel coordinates of the ``size`` x ``size`` crop of ``crop_box``."""
+    x0, y0, x1, y1 = crop_box
+    scale = np.array([size / (x1 - x0), size / (y1 - y0)])
+    return ((np.asarray(points, np.float64).reshape(-1, 2) - (x0, y0)) * scale).astype(np.float32)
 
 
 def gives_landmarks(detector: FaceDetector) -> bool:
@@ -140,13 +154,14 @@ def detect_and_crop(detector: FaceDetector, rgb: np.ndarray, *, margin: float, s
     """Run the detector and crop the largest face; frames without a face follow ``no_face`` (drop|keep)."""
     h, w = rgb.shape[:2]
     if detector.name == "none":
-        return FaceResult(resize_whole(rgb, size), False, (0, 0, w, h), 0)
+        return FaceResult(resize_whole(rgb, size), False, (0, 0, w, h), 0, crop_box=(0, 0, w, h))
     faces = detector.detect_faces(rgb) if gives_landmarks(detector) else [(b, None) for b in detector.detect(rgb)]
     if faces:
         box, landmarks = faces[0]
-        return FaceResult(crop_resize(rgb, expand_box(box, margin, w, h), size), True, box, len(faces), landmarks)
+        grown = expand_box(box, margin, w, h)
+        return FaceResult(crop_resize(rgb, grown, size), True, box, len(faces), landmarks, grown)
     if no_face == "keep":
-        return FaceResult(resize_whole(rgb, size), False, None, 0)
+        return FaceResult(resize_whole(rgb, size), False, None, 0, crop_box=(0, 0, w, h))
     return FaceResult(None, False, None, 0)
 
 

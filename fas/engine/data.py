@@ -97,8 +97,25 @@ def training_datasets(cfg, needs: DataNeeds, val_columns: tuple[str, ...] | None
     datasets = {"train": train}
     for name, stream_columns in needs.streams.items():
         datasets[name] = rows.select_columns(list(stream_columns)).randomize_block_order()
+    if needs.extra_real:
+        datasets["extra_real"] = extra_real_rows(needs.extra_real, needs.columns, cfg.engine.in_memory_mb * 2**20)
     if val_columns:
         val_columns = sorted(set(val_columns) | {"label"})
         val = _not_null(selected_rows(cfg.cache, "validation", val_columns, cfg.protocol, cfg.fold), val_columns)
         datasets["val"] = held(val, cfg.cache, val_columns, cfg.engine.in_memory_mb * 2**20)
     return datasets
+
+
+def extra_real_rows(cache: str, columns, budget: int):
+    """Every bona fide row of ``cache`` with the wanted ``columns`` it has (extra faces have images, not cues)."""
+    import pyarrow.parquet as pq
+    from ray.data.expressions import col
+
+    from fas.data.cache import read_cache, shard_paths
+
+    have = set(pq.read_schema(shard_paths(cache)[0]).names)
+    wanted = [c for c in columns if c in have]
+    if "image" not in wanted:
+        raise ValueError(f"extra_real {cache}: a frame cache with an image column is needed")
+    rows = read_cache(cache, columns=sorted(set(wanted) | {"label"})).filter(expr=col("label") == 1)
+    return held(rows.select_columns(wanted), cache, wanted, budget)

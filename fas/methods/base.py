@@ -36,7 +36,8 @@ class DataNeeds:
     ``columns`` of the training rows (rows where a ``required`` column is null are dropped; ``real_only`` keeps
     bona fide rows only; ``fraction`` < 1 a seeded subset of the samples); ``order``: ``shuffle`` (a global shuffle, epoch runs) or ``blocks`` (a random block
     order plus each worker's local shuffle buffer: cheap to re-read many times, step runs); ``streams``: extra
-    unsplit streams every worker reads whole (name -> columns), e.g. PDLE's exchange partners.
+    unsplit streams every worker reads whole (name -> columns), e.g. PDLE's exchange partners; ``extra_real``: the
+    bona fide rows (every split) of another frame cache as the stream ``extra_real`` (``fas.methods.balanced``).
     """
 
     columns: tuple[str, ...]
@@ -46,6 +47,7 @@ class DataNeeds:
     order: str = "shuffle"
     local_shuffle: int = 0  # local shuffle buffer, in batches (order "blocks"; streamed "shuffle" rows get >= 8)
     streams: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    extra_real: str | None = None  # a frame cache of extra bona fide faces: the unsplit ``extra_real`` stream
 
 
 @dataclasses.dataclass
@@ -90,7 +92,10 @@ class Task:
     def prepare_batch(self, batch: dict[str, np.ndarray]) -> dict:
         """Deterministic CPU work on a training batch (decoding), which the engine runs ahead of the step in a
         background thread; tensors returned here arrive in ``train_step`` pinned and on the worker's device. No
-        randomness here (augment in ``train_step``, with ``ctx.rng`` or torch's generator). Default: as read."""
+        randomness here (augment in ``train_step``, with ``ctx.rng`` or torch's generator). Work in numpy and hand
+        torch the result (``torch.from_numpy``): a torch op on a large tensor in this thread starts a second OpenMP
+        team in the worker, which slows every step of the training thread (``fas.preprocess.to_tensor``).
+        Default: as read."""
         return batch
 
     def start_epoch(self, epoch: int) -> None:

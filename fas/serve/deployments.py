@@ -61,12 +61,14 @@ class CueServer:
         self.cue_batch.set_max_batch_size(max_batch_size)
         self.cue_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
-    async def __call__(self, image: bytes) -> bytes:
-        return await self.cue_batch(image)
+    async def __call__(self, image: bytes, geometry=None) -> bytes:
+        """``geometry``: where the face lies in the crop, for cues masked to the face (DFG†)."""
+        return await self.cue_batch((image, geometry))
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def cue_batch(self, images: list[bytes]) -> list[bytes]:
-        return await asyncio.to_thread(self.generator, images)
+    async def cue_batch(self, items: list[tuple]) -> list[bytes]:
+        images, faces = (list(column) for column in zip(*items))
+        return await asyncio.to_thread(self.generator, images, None if all(f is None for f in faces) else faces)
 
     def ready(self) -> bool:
         return True
@@ -94,8 +96,8 @@ class ModelServer:
         self.in_flight = 0
         log.info("model %s (%s) loaded from %s; %d torch threads", card.name, card.version, card.path, threads)
 
-    async def __call__(self, image: bytes) -> dict:
-        item = (image,) if self.cue_source is None else (image, await self.cue_source.remote(image))
+    async def __call__(self, image: bytes, geometry=None) -> dict:
+        item = (image,) if self.cue_source is None else (image, await self.cue_source.remote(image, geometry))
         self.in_flight += 1
         try:
             if self.in_flight == 1:

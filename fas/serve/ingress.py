@@ -122,17 +122,30 @@ class LivenessIngress:
         decision = fuse(dict(zip(calls, results)), self.cards, self.cfg.fusion)
         return self._answer(decision, face, info, start)
 
-    def _score(self, names: list[str], inputs: dict[str, bytes]) -> dict[str, asyncio.Future]:
-        """The model calls for ``names``, started now, each on the crop its model reads."""
-        return {n: asyncio.ensure_future(self._call(f"model {n}", self.models[n], inputs[self.cards[n].input]))
+    def _score(self, names: list[str], inputs: dict[str, bytes], face: dict | None = None
+               ) -> dict[str, asyncio.Future]:
+        """The model calls for ``names``, started now, each on the crop its model reads (and, for a model whose
+        cues are masked to the face (DFG†), where the face lies in that crop)."""
+        return {n: asyncio.ensure_future(self._call(f"model {n}", self.models[n], inputs[self.cards[n].input],
+                                                    *self._geometry(n, face)))
                 for n in names}
+
+    def _masked(self, name: str) -> bool:
+        return (self.cards[name].cue or {}).get("mask", "none") != "none"
+
+    def _geometry(self, name: str, face: dict | None) -> tuple:
+        from fas.methods.dfg.mask import geometry_from_face
+
+        if not self._masked(name):
+            return ()
+        return (geometry_from_face(face, self.cfg.face.margin, self.cards[name].input),)
 
     async def _face_here(self, data: bytes) -> tuple[dict, dict[str, asyncio.Future]]:
         """The face stage in worker threads of this replica (OpenCV releases the GIL, so concurrent requests use
         every core): decode and the whole-frame crop first, whose models start at once and run while the detector
         does; then the face crop's models. A request the face policy refuses cancels the calls it started."""
         rgb, early = await asyncio.to_thread(self.local_face.start, data)
-        calls = self._score([n for n in self.models if self.cards[n].input in early], early)
+        calls = self._score([n for n in self.models if self.cards[n].input in early and not self._masked(n)], early)
         try:
             face = await asyncio.to_thread(self.local_face.face, rgb)
             apply_face_policy(face, self.cfg.face)
@@ -140,21 +153,21 @@ class LivenessIngress:
             for call in calls.values():
                 call.cancel()
             raise
-        calls.update(self._score([n for n in self.models if n not in calls], face["inputs"]))
+        calls.update(self._score([n for n in self.models if n not in calls], {**early, **face["inputs"]}, face))
         return face, {n: calls[n] for n in self.models}
 
     async def _face_remote(self, data: bytes) -> tuple[dict, dict[str, asyncio.Future]]:
         """The face stage on its own deployment, then every model."""
         face = await self._call("face stage", self.face, data)
         apply_face_policy(face, self.cfg.face)
-        return face, self._score(list(self.models), face["inputs"])
+        return face, self._score(list(self.models), face["inputs"], face)
 
-    async def _call(self, stage: str, handle: DeploymentHandle, arg):
+    async def _call(self, stage: str, handle: DeploymentHandle, *args):
         """A call to another deployment; one whose replica dies mid-call is sent again (every stage is idempotent),
         and Serve routes it to a live replica or holds it until the replacement is up."""
         for attempt in range(self.cfg.retries + 1):
             try:
-                return await handle.remote(arg)
+                return await handle.remote(*args)
             except RayActorError as exc:
                 log.warning("%s: replica died during a call (attempt %d): %s", stage, attempt + 1, exc)
         raise Unavailable(f"{stage} is unavailable after {self.cfg.retries + 1} attempts")

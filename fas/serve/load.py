@@ -157,9 +157,19 @@ class InProcessPipeline:
         for name, predictor in self.predictors.items():
             card = self.cards[name]
             crops = [face["inputs"][card.input]]
-            out = predictor.predict(crops, *([self.cue_makers[name](crops)] if name in self.cue_makers else []))
+            out = predictor.predict(crops, *([self.cues(name, crops, face)] if name in self.cue_makers else []))
             results[name] = present(out, 0, getattr(predictor, "categories", None) or card.categories)
         return fuse(results, self.cards, self.cfg.fusion)
+
+    def cues(self, name: str, crops: list[bytes], face: dict) -> list[bytes]:
+        """The model's cues of its crops, masked as its cue cache was (DFG†): where the face lies in the crop comes
+        from the face stage's box (and landmarks, where it gives them) and the face stage's margin."""
+        from fas.methods.dfg.mask import geometry_from_face
+
+        card = self.cards[name]
+        if (card.cue or {}).get("mask", "none") == "none":
+            return self.cue_makers[name](crops)
+        return self.cue_makers[name](crops, [geometry_from_face(face, self.cfg.face.margin, card.input)])
 
 
 def local_cpus() -> int:

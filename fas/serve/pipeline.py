@@ -44,7 +44,8 @@ class FacePipeline:
     def face(self, rgb: np.ndarray) -> dict:
         """Detection, and the face crop when a model reads one (``inputs`` holds ``face`` only)."""
         face = self._crop(self.detector, rgb)
-        return {"detected": face.detected, "box": list(face.box) if face.detected else None,
+        landmarks = face.landmarks.tolist() if face.detected and face.landmarks is not None else None
+        return {"detected": face.detected, "box": list(face.box) if face.detected else None, "landmarks": landmarks,
                 "num_faces": face.num_faces, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
                 "inputs": {"face": encode_image(face.crop)} if "face" in self.kinds else {}}
 

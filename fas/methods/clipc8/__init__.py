@@ -13,7 +13,7 @@ from fas.methods.clipc8.config import CLIPC8Config
 METHOD = register(Method(
     name="clipc8", config=CLIPC8Config, default_config="clipc8.yaml", tiny_config="clipc8_tiny.yaml",
     weights="fas.methods.clipc8.model:config_weights", weightless=random_init("pretrained"),
-    task="fas.methods.clipc8.task:CLIPC8Task", predictor="fas.methods.clipc8.predictor:CLIPC8Predictor",
+    task="fas.methods.clipc8.task:CLIPC8Task", prepare="fas.methods.clipc8.task:prepare", predictor="fas.methods.clipc8.predictor:CLIPC8Predictor",
     data=lambda cfg: DataNeeds(columns=("image", "attack")),
     commands=("fas.methods.clipc8.cli:add_commands",),
     summary="CLIP image encoder fine-tuned against 8 frozen class texts; P(real) of the top-1 softmax",

@@ -36,6 +36,11 @@ class CLIPC8Config(TrainConfig):
     categories: list[str] = dataclasses.field(default_factory=lambda: [k for k, _ in CLASS8_PROMPTS])
     prompts: list[str] = dataclasses.field(default_factory=lambda: [t for _, t in CLASS8_PROMPTS])
     attack_to_category: dict = dataclasses.field(default_factory=dict)  # e.g. {print: face_mask} for binary data
+    # the cross-entropy's class weights (the paper's future work: CLASS-8's categories are uneven): null (none),
+    # inverse_frequency (n_rows / (n_categories x rows of the category), over the training rows, as scikit-learn's
+    # "balanced"), or one weight per category; the weights used are filled in before launch
+    class_weights: str | list[float] | None = None
+    class_weight_values: list[float] = dataclasses.field(default_factory=list)
     batch_size: int = 16
     lr: float = 4e-6
     weight_decay: float = 0.05

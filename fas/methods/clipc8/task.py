@@ -41,6 +41,7 @@ class CLIPC8Task(Task):
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.cosine_period,
                                                                     eta_min=cfg.lr * cfg.min_lr_ratio)
         self.batch_size = cfg.batch_size
+        self.class_weights = torch.tensor(cfg.class_weight_values) if cfg.class_weight_values else None
 
     def prepare_batch(self, batch: dict) -> dict[str, torch.Tensor]:
         return {"image": self.transform(batch["image"]), "category": category_index(batch["attack"], self.cfg)}
@@ -51,7 +52,8 @@ class CLIPC8Task(Task):
         x = clipc8_augment(batch["image"].to(self.ctx.device)).to(self.ctx.dtype)
         y = batch["category"].to(self.ctx.device)
         logits = model(x)
-        return {"loss": F.cross_entropy(logits.float(), y), "train_acc": (logits.argmax(-1) == y).float().mean()}
+        weight = None if self.class_weights is None else self.class_weights.to(self.ctx.device)
+        return {"loss": F.cross_entropy(logits.float(), y, weight=weight), "train_acc": (logits.argmax(-1) == y).float().mean()}
 
     def predictor(self):
         from fas.methods.clipc8.predictor import CLIPC8Predictor
@@ -60,6 +62,39 @@ class CLIPC8Task(Task):
 
     def portable(self, folder: Path) -> None:
         write_model_folder(folder, self.module.state_dict(), portable_meta(self.cfg, self.preprocess))
+
+
+def class_weight_values(cfg: CLIPC8Config) -> list[float]:
+    """The cross-entropy's weight per category for ``cfg.class_weights`` (empty: unweighted)."""
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from fas.data.selection import selected_meta
+
+    rule = cfg.class_weights
+    if rule is None:
+        return []
+    if isinstance(rule, (list, tuple)):
+        if len(rule) != len(cfg.categories) or min(rule) < 0:
+            raise ValueError(f"class_weights: give {len(cfg.categories)} non-negative weights (one per category "
+                             f"{cfg.categories}), got {list(rule)}")
+        return [float(w) for w in rule]
+    if rule != "inverse_frequency":
+        raise ValueError(f"class_weights must be null, inverse_frequency or a list of weights, got {rule!r}")
+    attacks = selected_meta(cfg.cache, "train", cfg.protocol, cfg.fold, extra=("attack",)).column("attack")
+    counts = np.bincount(category_index(attacks.to_pylist(), cfg).numpy(), minlength=len(cfg.categories))
+    present = np.flatnonzero(counts)
+    weights = np.zeros(len(cfg.categories))  # a category without training rows never meets the loss
+    labels = np.repeat(present, counts[present])
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+    return weights.tolist()
+
+
+def prepare(cfg: CLIPC8Config) -> CLIPC8Config:
+    """Before launch: the class weights over the training rows (every worker then uses the same ones)."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, class_weight_values=class_weight_values(cfg))
 
 
 def export_zero_shot(cfg: CLIPC8Config, folder: str | Path) -> Path:

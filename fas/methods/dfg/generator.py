@@ -2,7 +2,8 @@
 
 ``generator_config.json`` (with ``method``, so the cue job finds the record that reads it) + ``unet/`` (diffusers
 format) + the frozen parts that have no weights file of their own (a stand-in or random VAE, a random identity
-network). ``CueMaker`` is the one cue path: encoded crops -> anomalous cues, each image decoded once.
+network). ``CueMaker`` is the one cue path: encoded crops -> anomalous cues (optionally face-masked, DFG†), each
+image decoded once.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from fas.cues import GENERATOR_CONFIG
@@ -59,34 +61,55 @@ def load_generator(folder: str | Path, device: str | torch.device = "cpu", condi
 
 
 class CueMaker:
-    """Encoded crops -> (cue as float16 ``.npy`` bytes, residual RMS, error) per crop, with one generator.
+    """Encoded crops -> cue columns per crop, with one generator: ``cue`` (float16 ``.npy`` bytes), ``cue_rms``,
+    ``cue_error`` and, with a face mask (``fas.methods.dfg.mask``, AG-FAS's DFG†), ``cue_mask`` (PNG bytes) and
+    ``cue_mask_source``.
 
     Each crop's noise is seeded by its key (the frame id in the cue job, a hash of the bytes in Serve), so a cue
     does not depend on batching, worker or restart. A crop that does not decode gets its reason, not a cue."""
 
     def __init__(self, folder: str | Path, device: str | None = None, noise_step: int | None = None,
-                 ddim_steps: int = 50, seed: int = 0):
+                 ddim_steps: int = 50, seed: int = 0, mask: str = "none", parsing_weights: str | None = None):
+        from fas.methods.dfg.mask import FaceMasker
         from fas.preprocess import SIGNED, Preprocess
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.masker = FaceMasker(mask, parsing_weights, self.device) if mask != "none" else None
         self.generator, meta = load_generator(folder, self.device)
         self.transform = Preprocess(meta["image_size"], *SIGNED)
         self.noise_step = meta["noise_step"] if noise_step is None else noise_step
-        self.ddim_steps, self.seed = ddim_steps, seed
+        self.ddim_steps, self.seed, self.mask = ddim_steps, seed, mask
 
     @torch.no_grad()
-    def __call__(self, images, keys) -> tuple[list, list, list[str]]:
+    def columns(self, images, keys, faces=None) -> dict[str, list]:
+        """The cue columns of a batch; ``faces`` (a ``mask.FaceGeometry`` per crop, or None: the whole crop) place
+        the landmark/box masks and the parsing mask's fallback."""
         from fas.cues import encode_cue
+        from fas.methods.dfg.mask import encode_mask, masked_cue
         from fas.methods.dfg.model import anomalous_cue, noise_seeds
 
         arrays, errors = self.transform.decode_each(images)
         good = [i for i, e in enumerate(errors) if not e]
-        cues, rms = [None] * len(errors), [None] * len(errors)
-        if good:
-            x = self.transform.finish([arrays[i] for i in good]).to(self.device)
-            seeds = noise_seeds(self.seed, [keys[i] for i in good])
-            recon = self.generator.reconstruct(x, self.noise_step, self.ddim_steps, seeds)
+        out = {"cue": [None] * len(errors), "cue_rms": [None] * len(errors), "cue_error": errors}
+        if self.masker is not None:
+            out.update(cue_mask=[None] * len(errors), cue_mask_source=[None] * len(errors))
+        if not good:
+            return out
+        x = self.transform.finish([arrays[i] for i in good]).to(self.device)
+        seeds = noise_seeds(self.seed, [keys[i] for i in good])
+        recon = self.generator.reconstruct(x, self.noise_step, self.ddim_steps, seeds)
+        if self.masker is None:
             cue, norm = anomalous_cue(x, recon)
-            for i, c, n in zip(good, cue.cpu().numpy(), norm.cpu().numpy()):
-                cues[i], rms[i] = encode_cue(c), float(n)
-        return cues, rms, errors
+        else:
+            masks, sources = self.masker([arrays[i] for i in good], [faces[i] if faces else None for i in good])
+            cue, norm = masked_cue(x, recon, torch.from_numpy(np.stack(masks)).to(self.device))
+            for i, m, s in zip(good, masks, sources):
+                out["cue_mask"][i], out["cue_mask_source"][i] = encode_mask(m), s
+        for i, c, n in zip(good, cue.cpu().numpy(), norm.cpu().numpy()):
+            out["cue"][i], out["cue_rms"][i] = encode_cue(c), float(n)
+        return out
+
+    def __call__(self, images, keys, faces=None) -> tuple[list, list, list[str]]:
+        """(cues, residual RMS, errors) of a batch."""
+        out = self.columns(images, keys, faces)
+        return out["cue"], out["cue_rms"], out["cue_error"]

@@ -14,8 +14,14 @@ from fas.methods.oanet.config import OANetConfig
 
 def data(cfg: OANetConfig) -> DataNeeds:
     # the per-group reservoirs mix the rows: a random block order is enough and re-executes cheaply every pass;
-    # frames the cue job could not read have no cue and are dropped
-    return DataNeeds(columns=("image", "cue", "label", cfg.domain_column), required=("cue",), order="blocks")
+    # frames the cue job could not read have no cue and are dropped; image_only (SSDG) reads no cue at all
+    cue = ("cue",) if reads_cues(cfg) else ()
+    return DataNeeds(columns=("image", *cue, "label", cfg.domain_column), required=cue, order="blocks",
+                     extra_real=cfg.extra_real)
+
+
+def reads_cues(cfg: OANetConfig) -> bool:
+    return cfg.mode != "image_only"
 
 
 def companions(meta: dict) -> dict[str, str]:

@@ -119,11 +119,18 @@ def read_oanet_config(name: str) -> dict:
     return read_model_config(name, "OA-Net", ("oanet-",))
 
 
+def is_cnn(arch: dict) -> bool:
+    """A config whose image backbone is a timm CNN (``"backbone": "cnn"``: SSDG-R's ResNet-18) instead of a ViT."""
+    return arch.get("backbone", "vit") == "cnn"
+
+
 def create_vit(arch: dict, weights: str | None) -> nn.Module:
-    kwargs = {"img_size": arch["image_size"], **arch.get("vit_kwargs", {})}
+    """The image backbone: a timm ViT at the config's size or, for the SSDG-R baseline, a timm CNN."""
+    cnn = is_cnn(arch)
+    kwargs = {**({} if cnn else {"img_size": arch["image_size"]}), **arch.get("vit_kwargs", {})}
     vit = timm.create_model(arch["vit"], pretrained=False, num_classes=0, **kwargs)
-    if weights:
-        load_backbone_weights(vit, weights, checkpoint_filter_fn)  # the filter resizes position embeddings
+    if weights:  # a ViT's filter resizes position embeddings
+        load_backbone_weights(vit, weights, None if cnn else checkpoint_filter_fn)
     return vit
 
 
@@ -158,6 +165,9 @@ def create_oanet(model: str = "oanet-vitb16", pretrained: str | None = None, mod
     if mode not in MODES:
         raise ValueError(f"unknown OA-Net mode {mode!r}; known: {list(MODES)}")
     arch = read_oanet_config(model)
+    if is_cnn(arch) and mode != "image_only":
+        raise ValueError(f"OA-Net model {model!r} has a CNN backbone (the SSDG-R baseline): only mode image_only "
+                         f"runs on it, not {mode!r}")
     vit_weights, *cue = [ref.resolve() for ref in oanet_weights(model, pretrained, mode, cue_pretrained)]
     vit = create_vit(arch, vit_weights)
     return OANet(vit, mode=mode, num_classes=arch.get("num_classes", 2),

@@ -9,12 +9,12 @@ lambda_triplet x asymmetric triplet (``ssdg.py``).
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from fas.methods.balanced import BalancedBatches, extra_real_batches
 from fas.methods.base import StepInfo, Task, WorkerContext, write_model_folder
 from fas.methods.oanet.config import OANetConfig
 
@@ -36,39 +36,10 @@ def build_task_module(cfg: OANetConfig) -> OANetWithLoss:
     from fas.methods.oanet.ssdg import SSDGLoss
 
     model = create_oanet(cfg.model, cfg.pretrained, cfg.mode, cfg.cue_pretrained)
-    loss = SSDGLoss(model.classifier.in_features, max(1, len(cfg.domains)), lambda_adv=cfg.lambda_adv,
+    domains = len(cfg.domains) + (1 if cfg.extra_real else 0)  # extra real faces: a domain of their own
+    loss = SSDGLoss(model.classifier.in_features, max(1, domains), lambda_adv=cfg.lambda_adv,
                     lambda_triplet=cfg.lambda_triplet, margin=cfg.margin)
     return OANetWithLoss(model, loss)
-
-
-class BalancedBatches:
-    """Per-(domain, label) reservoirs fed by the worker's shard; yields batches with ``per_group`` rows per group."""
-
-    def __init__(self, cfg: OANetConfig, ctx: WorkerContext):
-        self.cfg, self.ctx = cfg, ctx  # the engine reseeds ``ctx.rng``: read it at each use
-        self.pools: dict[tuple[int, int], list] = defaultdict(list)
-
-    def add(self, batch: dict) -> None:
-        from fas.data.selection import domain_index
-
-        cfg = self.cfg
-        domains = domain_index(batch[cfg.domain_column], cfg.domains).tolist()
-        for image, cue, label, domain in zip(batch["image"], batch["cue"], batch["label"], domains):
-            pool = self.pools[(domain, int(label))]
-            if len(pool) < cfg.pool_size:
-                pool.append((image, cue))
-            else:
-                pool[int(self.ctx.rng.integers(cfg.pool_size))] = (image, cue)
-
-    def draw(self) -> dict:
-        rows = {"image": [], "cue": [], "label": [], "domain": []}
-        for (domain, label), pool in sorted(self.pools.items()):
-            for i in self.ctx.rng.integers(len(pool), size=self.cfg.per_group):
-                rows["image"].append(pool[i][0])
-                rows["cue"].append(pool[i][1])
-                rows["label"].append(label)
-                rows["domain"].append(domain)
-        return rows
 
 
 def portable_meta(cfg: OANetConfig) -> dict:
@@ -89,11 +60,18 @@ class OANetTask(Task):
 
         self.cfg, self.ctx = cfg, ctx
         self.module = build_task_module(cfg)
-        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be adam or sgd, got {cfg.optimizer!r}")
+        self.optimizer = (torch.optim.SGD(self.module.parameters(), lr=cfg.lr, momentum=0.9,
+                                          weight_decay=cfg.weight_decay) if cfg.optimizer == "sgd"
+                          else torch.optim.Adam(self.module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay))
         self.batch_size = cfg.stream_batch
         self.meta = portable_meta(cfg)
         self.transform = Preprocess.from_meta(self.meta["preprocess"])
-        self.balanced = BalancedBatches(cfg, ctx)
+        self.balanced = BalancedBatches(ctx, cfg.domains, per_group=cfg.per_group, pool_size=cfg.pool_size,
+                                        columns=self.meta["inputs"], domain_column=cfg.domain_column,
+                                        extra_real=bool(cfg.extra_real))
+        self.extra = extra_real_batches(ctx, cfg.stream_batch) if cfg.extra_real else None
 
     def train_step(self, model, batch: dict, info: StepInfo) -> dict[str, torch.Tensor]:
         from fas.methods.oanet.predictor import cue_tensor
@@ -101,11 +79,17 @@ class OANetTask(Task):
         from fas.preprocess import random_flip
 
         self.balanced.add(batch)
+        if self.extra is not None:
+            self.balanced.add_extra(next(self.extra))
         rows = self.balanced.draw()
-        x, c = self.transform(rows["image"]), cue_tensor(rows["cue"], self.transform.image_size)
-        x, c = random_flip(x, self.ctx.rng, c)  # the same rows of both mirrored
         device, dtype = self.ctx.device, self.ctx.dtype
-        return model(x.to(device, dtype), c.to(device, dtype), torch.tensor(rows["label"], device=device),
+        x = self.transform(rows["image"])
+        if "cue" in rows:
+            x, c = random_flip(x, self.ctx.rng, cue_tensor(rows["cue"], self.transform.image_size))
+            c = c.to(device, dtype)  # the same rows of image and cue mirrored
+        else:  # image_only (SSDG): no cue is read
+            (x,), c = random_flip(x, self.ctx.rng), None
+        return model(x.to(device, dtype), c, torch.tensor(rows["label"], device=device),
                      torch.tensor(rows["domain"], device=device), grl_ramp(info.progress))
 
     def predictor(self):
@@ -133,6 +117,7 @@ def make_trial_cues(cfg: OANetConfig) -> str:
     # a 1-CPU read task would not fit a 2-CPU machine and wait forever; on GPUs the cues run there
     summary = make_cues(CueConfig(generator=cfg.generator, cache=cfg.source_cache or cfg.cache, out=str(out),
                                   noise_step=cfg.noise_step, ddim_steps=cfg.ddim_steps, address=run.address,
+                                  mask=cfg.cue_mask, parsing_weights=cfg.parsing_weights,
                                   actors=run.num_workers, cpus_per_actor=run.cpus_per_worker,
                                   gpus_per_actor=1.0 if run.use_gpu else 0.0))
     print(format_cue_summary(summary), flush=True)
@@ -149,13 +134,21 @@ def cue_settings(cache: str) -> dict:
                          f"--generator RUN --cache {cache} --out CUE_CACHE")
     made = index["config"]
     return {"generator": index["generator"], "noise_step": made["noise_step"], "ddim_steps": made["ddim_steps"],
-            "seed": made["seed"]}
+            "seed": made["seed"], "mask": made.get("mask", "none"), "parsing_weights": made.get("parsing_weights")}
 
 
 def prepare(cfg: OANetConfig) -> OANetConfig:
-    """Cues first when a generator is given; then the domains of the training rows and the cue settings."""
+    """Cues first when a generator is given; then the domains of the training rows and the cue settings (none for
+    image_only, which trains on a plain frame cache)."""
     from fas.data.selection import distinct_values
 
+    from fas.methods.oanet import reads_cues
+
+    if not reads_cues(cfg):  # SSDG on images alone: a plain frame cache, no generator
+        if cfg.generator:
+            raise ValueError("mode image_only reads no cues: drop `generator` (it would make cues for nothing)")
+        return dataclasses.replace(cfg, cue={},
+                                   domains=distinct_values(cfg.cache, cfg.domain_column, cfg.protocol, cfg.fold))
     if cfg.generator:
         cfg = dataclasses.replace(cfg, cache=make_trial_cues(cfg))
     return dataclasses.replace(cfg, domains=distinct_values(cfg.cache, cfg.domain_column, cfg.protocol, cfg.fold),
