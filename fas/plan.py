@@ -69,11 +69,12 @@ def source_domains(cfg) -> list[str]:
 def measure_step(method, cfg, scale: int, domains: list[str]) -> tuple[float, float, int, int]:
     """(bytes saved for backward, FLOPs, trainable, frozen parameters) of one CPU training step at ``scale``."""
     from fas.engine.speed import apply_memory_options, counted
+    from fas.methods.balanced import EXTRA_STREAM
     from fas.methods.base import StepInfo, WorkerContext, resolve
 
     cfg = dataclasses.replace(cfg, **{method.batch_field: scale})
     needs = resolve(method.data)(cfg)
-    streams = needs.streams
+    streams = {**needs.streams, **({EXTRA_STREAM: ("image",)} if needs.extra_real else {})}
     ctx = WorkerContext(rank=0, world_size=1, device=torch.device("cpu"), dtype=torch.float,
                         rng=np.random.default_rng(0), open_stream=lambda name, size: iter(
                             [synthetic_rows(streams[name], max(size, 2 * len(domains)), domains)] * 4))

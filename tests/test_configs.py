@@ -17,7 +17,7 @@ from fas.tune.sweep import SweepConfig, read_space, trial_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE_DIR = ROOT / "tune_spaces"
-METHODS = ("clipc8", "pdle", "dfg", "oanet")
+METHODS = ("clipc8", "pdle", "dfg", "oanet", "ssan", "safas")
 
 
 def field(cfg, name: str):
@@ -57,6 +57,14 @@ EXPECTED = {
                       "zero_stage": 2, "num_workers": 2, "use_gpu": False},
     "oanet_tiny.yaml": {"model": "oanet-tiny", "pretrained": None, "cue_pretrained": None, "steps": 200,
                         "epochs": None, "ddim_steps": 5, "backend": "ddp", "num_workers": 2, "use_gpu": False},
+    "ssan.yaml": {"model": "ssan-resnet18", "pretrained": "imagenet", "steps": 120_000, "lr": 1e-4,
+                  "weight_decay": 5e-5, "backend": "ddp", "num_workers": 1, "use_gpu": True, "extra_real": None},
+    "ssan_tiny.yaml": {"model": "ssan-tiny", "pretrained": None, "steps": 40, "backend": "ddp", "num_workers": 2,
+                       "use_gpu": False},
+    "safas.yaml": {"model": "safas-resnet18", "pretrained": "imagenet", "steps": 2500, "lr": 0.005, "per_group": 16,
+                   "align_start": 500, "backend": "ddp", "num_workers": 1, "use_gpu": True, "extra_real": None},
+    "safas_tiny.yaml": {"model": "safas-tiny", "pretrained": None, "steps": 40, "backend": "ddp", "num_workers": 2,
+                        "use_gpu": False},
 }
 
 # configs of a method other than its paper and tiny ones (baselines and ablations of `fas ablation`): file ->

@@ -75,3 +75,16 @@ def test_the_paper_configs_fit_the_clusters_t4_nodes():
         plan = plan_run(method, cfg, probe(method, cfg), gpus=cfg.engine.num_workers, gpu=gpu)
         assert plan.fits, (name, plan.memory_gib)
         assert plan.memory_gib["total"] <= 15.0
+
+
+def test_a_star_row_plans_with_its_extra_real_faces():
+    """SSDG-R* reads the extra real-face stream: the plan's measured step feeds it (it has no cache to read) and
+    measures the same balanced batch as SSDG-R (extra faces replace half of the bona fide rows), with one more domain
+    for the discriminator."""
+    method = get_method("oanet")
+    cfg = method.load_config("ssdg_r_tiny.yaml")
+    domains = source_domains(cfg)
+    plain = measure_step(method, dataclasses.replace(cfg, domains=domains), 2, domains)
+    star = measure_step(method, dataclasses.replace(cfg, domains=domains, extra_real="extra"), 2, domains)
+    assert star[2] - plain[2] == 512 + 1  # the discriminator's one more domain: a row of its last layer
+    assert star[1] > plain[1]

@@ -44,7 +44,7 @@ def test_evaluation_and_data_sit_below_the_methods():
 
 
 def test_nothing_branches_on_a_method_name():
-    names = "|".join(["clipc8", "pdle", "dfg", "oanet", "agfas"])
+    names = "|".join(["clipc8", "pdle", "dfg", "oanet", "agfas", "ssan", "safas", "memae", "deepsvdd"])
     pattern = re.compile(rf"""(method|\.name)\s*(==|!=|in)\s*\(?["']({names})["']""")
     for path in PACKAGE.rglob("*.py"):
         hits = [line for line in path.read_text().splitlines() if pattern.search(line)]
@@ -67,7 +67,7 @@ def test_engine_flags_are_the_same_for_every_method_flat_or_nested(tmp_path):
     from fas.config import add_config_flags, config_from_args, load_config
     from fas.methods import get_method
 
-    for name in ("clipc8", "pdle", "dfg", "oanet", "toy"):
+    for name in ("clipc8", "pdle", "dfg", "oanet", "ssan", "safas", "toy"):
         method = get_method(name)
         parser = argparse.ArgumentParser()
         add_config_flags(parser, method.config)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from fas.methods.base import MODEL_CONFIG_FILE, WEIGHTS_FILE, Method, resolve
 
-BUILTIN = ("fas.methods.clipc8", "fas.methods.pdle", "fas.methods.dfg", "fas.methods.oanet")
+BUILTIN = ("fas.methods.clipc8", "fas.methods.pdle", "fas.methods.dfg", "fas.methods.oanet", "fas.methods.ssan",
+           "fas.methods.safas")
 _REGISTRY: dict[str, Method] = {}
 _ALIASES: dict[str, str] = {}
 
