@@ -161,7 +161,7 @@ def make_cues(cfg: CueConfig) -> dict:
     crop = mask_crop(cfg)  # bad mask settings fail before any work
     checkpoint = latest_generator_checkpoint(cfg.generator)
     if cfg.noise_step is None:  # the generator config's default, written into the index as used
-        noise_step = json.loads((checkpoint / GENERATOR_CONFIG).read_text())["noise_step"]
+        noise_step = json.loads((checkpoint / GENERATOR_CONFIG).read_text()).get("noise_step")
         cfg = dataclasses.replace(cfg, noise_step=noise_step)
     source_ids = read_cache_table(cfg.cache, columns=["frame_id"]).column("frame_id").to_pylist()
     out, start = Path(cfg.out), time.perf_counter()

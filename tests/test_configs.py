@@ -17,7 +17,7 @@ from fas.tune.sweep import SweepConfig, read_space, trial_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE_DIR = ROOT / "tune_spaces"
-METHODS = ("clipc8", "pdle", "dfg", "oanet", "ssan", "safas")
+METHODS = ("clipc8", "pdle", "dfg", "oanet", "ssan", "safas", "memae", "deepsvdd")
 
 
 def field(cfg, name: str):
@@ -65,6 +65,16 @@ EXPECTED = {
                    "align_start": 500, "backend": "ddp", "num_workers": 1, "use_gpu": True, "extra_real": None},
     "safas_tiny.yaml": {"model": "safas-tiny", "pretrained": None, "steps": 40, "backend": "ddp", "num_workers": 2,
                         "use_gpu": False},
+    "memae.yaml": {"model": "memae", "entropy_weight": 0.0002, "lr": 1e-4, "weight_decay": 0.0, "batch_size": 32,
+                   "steps": 100_000, "epochs": None, "backend": "deepspeed", "zero_stage": 2, "num_workers": 4,
+                   "use_gpu": True},
+    "memae_tiny.yaml": {"model": "memae-tiny", "steps": 60, "epochs": None, "backend": "deepspeed", "zero_stage": 2,
+                        "num_workers": 2, "use_gpu": False},
+    "deepsvdd.yaml": {"model": "deepsvdd", "steps": 95_000, "pretrain_steps": 65_000, "ae_lr": 1e-4, "lr": 1e-4,
+                      "weight_decay": 0.5e-6, "batch_size": 50, "center_eps": 0.1, "backend": "deepspeed",
+                      "zero_stage": 2, "num_workers": 4, "use_gpu": True},
+    "deepsvdd_tiny.yaml": {"model": "deepsvdd-tiny", "steps": 60, "pretrain_steps": 40, "epochs": None,
+                           "backend": "deepspeed", "zero_stage": 2, "num_workers": 2, "use_gpu": False},
 }
 
 # configs of a method other than its paper and tiny ones (baselines and ablations of `fas ablation`): file ->

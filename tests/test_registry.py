@@ -67,7 +67,7 @@ def test_engine_flags_are_the_same_for_every_method_flat_or_nested(tmp_path):
     from fas.config import add_config_flags, config_from_args, load_config
     from fas.methods import get_method
 
-    for name in ("clipc8", "pdle", "dfg", "oanet", "ssan", "safas", "toy"):
+    for name in ("clipc8", "pdle", "dfg", "oanet", "ssan", "safas", "memae", "deepsvdd", "toy"):
         method = get_method(name)
         parser = argparse.ArgumentParser()
         add_config_flags(parser, method.config)

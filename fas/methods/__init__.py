@@ -16,7 +16,7 @@ from pathlib import Path
 from fas.methods.base import MODEL_CONFIG_FILE, WEIGHTS_FILE, Method, resolve
 
 BUILTIN = ("fas.methods.clipc8", "fas.methods.pdle", "fas.methods.dfg", "fas.methods.oanet", "fas.methods.ssan",
-           "fas.methods.safas")
+           "fas.methods.safas", "fas.methods.memae", "fas.methods.deepsvdd")
 _REGISTRY: dict[str, Method] = {}
 _ALIASES: dict[str, str] = {}
 
