@@ -90,7 +90,7 @@ def test_ssdg_r_and_its_star_row_train_and_score_on_the_generated_data(tmp_path,
     evaluation's own figures and the published means."""
     from fas.ablation import main
 
-    assert main(["agfas_viii", "--row", "SSDG-R", "--row", "SSDG-R*", "--steps", "24",
+    assert main(["agfas_viii", "--row", "SSDG-R", "--row", "SSDG-R*", "--steps", "40",
                  "--out", str(tmp_path)]) == 0
     table = json.loads((tmp_path / "agfas_viii" / "ablation.json").read_text())
     (protocol,) = table["protocols"]
