@@ -68,6 +68,24 @@ def registered_checkpoints(run_dir: Path) -> int:
         return 0
 
 
+def own_train_workers() -> list:
+    """Live Ray Train workers of this session's Ray cluster: children of its raylet. Another Ray instance on the
+    machine (a second test run, a stopped process of an old one) has its own, which the drill must never kill."""
+    import psutil
+    import ray
+
+    raylet = psutil.Process(ray._private.worker._global_node.all_processes["raylet"][0].process.pid)
+    live = []
+    for child in raylet.children():
+        try:
+            if "RayTrainWorker" in " ".join(child.cmdline()) and child.status() not in (
+                    psutil.STATUS_ZOMBIE, psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+                live.append(child)
+        except psutil.NoSuchProcess:  # it ended while we looked
+            continue
+    return live
+
+
 @pytest.mark.slow
 def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(class8_cache, tmp_path):
     """2 DeepSpeed workers; one is SIGKILLed after two checkpoints: the run resumes from the last one, its loss
@@ -78,7 +96,6 @@ def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(
     import time
 
     import pandas as pd
-    import psutil
 
     from fas.engine import train
     from fas.evaluate import EvaluateConfig, evaluate
@@ -94,9 +111,7 @@ def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(
         # a checkpoint on disk is not yet one the controller resumes from: kill a training worker only once the
         # controller's own snapshot lists one (on a slow machine two epochs can land between its polls)
         if registered_checkpoints(run_dir) >= 1:
-            workers = [p for p in psutil.process_iter(["cmdline", "status"])
-                       if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])
-                       and p.info["status"] != psutil.STATUS_ZOMBIE]
+            workers = own_train_workers()
             if workers:
                 killed = workers[0].pid
                 workers[0].send_signal(signal.SIGKILL)
