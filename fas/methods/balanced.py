@@ -86,6 +86,26 @@ class BalancedBatches:
         return out
 
 
+class BalancedDraws:
+    """One balanced draw per training step: the step's stream batch (plus, for the "*" rows, a batch of the extra
+    real-face stream) fed to ``BalancedBatches``. ``cfg``: a DG trainer's config (``domains``, ``per_group``,
+    ``pool_size``, ``domain_column``, ``stream_batch``, ``extra_real``)."""
+
+    def __init__(self, cfg, ctx, columns: tuple[str, ...] = ("image",)):
+        if not cfg.domains:
+            raise ValueError("no source domains: `domains` is filled by the method's prepare from the training rows")
+        self.batches = BalancedBatches(ctx, cfg.domains, per_group=cfg.per_group, pool_size=cfg.pool_size,
+                                       columns=columns, domain_column=cfg.domain_column,
+                                       extra_real=bool(cfg.extra_real))
+        self.extra = extra_real_batches(ctx, cfg.stream_batch) if cfg.extra_real else None
+
+    def __call__(self, batch: dict) -> dict:
+        self.batches.add(batch)
+        if self.extra is not None:
+            self.batches.add_extra(next(self.extra))
+        return self.batches.draw()
+
+
 def extra_real_batches(ctx, batch_size: int) -> Iterator[dict]:
     """Endless batches of the extra real-face stream: every worker reads it whole, reopened when a pass ends."""
     while True:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fas.methods.balanced import BalancedBatches, extra_real_batches
+from fas.methods.balanced import BalancedDraws
 from fas.methods.base import StepInfo, Task, WorkerContext, write_model_folder
 from fas.methods.oanet.config import OANetConfig
 
@@ -68,20 +68,14 @@ class OANetTask(Task):
         self.batch_size = cfg.stream_batch
         self.meta = portable_meta(cfg)
         self.transform = Preprocess.from_meta(self.meta["preprocess"])
-        self.balanced = BalancedBatches(ctx, cfg.domains, per_group=cfg.per_group, pool_size=cfg.pool_size,
-                                        columns=self.meta["inputs"], domain_column=cfg.domain_column,
-                                        extra_real=bool(cfg.extra_real))
-        self.extra = extra_real_batches(ctx, cfg.stream_batch) if cfg.extra_real else None
+        self.balanced = BalancedDraws(cfg, ctx, columns=tuple(self.meta["inputs"]))
 
     def train_step(self, model, batch: dict, info: StepInfo) -> dict[str, torch.Tensor]:
         from fas.methods.oanet.predictor import cue_tensor
         from fas.methods.oanet.ssdg import grl_ramp
         from fas.preprocess import random_flip
 
-        self.balanced.add(batch)
-        if self.extra is not None:
-            self.balanced.add_extra(next(self.extra))
-        rows = self.balanced.draw()
+        rows = self.balanced(batch)
         device, dtype = self.ctx.device, self.ctx.dtype
         x = self.transform(rows["image"])
         if "cue" in rows:

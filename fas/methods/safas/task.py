@@ -21,7 +21,8 @@ from torch import nn
 
 from fas.methods.base import StepInfo, Task, WorkerContext, write_model_folder
 from fas.methods.safas.config import SAFASConfig
-from fas.methods.ssan.common import BalancedRows, arch_preprocess, read_arch, step_lr
+from fas.methods.balanced import BalancedDraws
+from fas.methods.ssan.common import arch_preprocess, read_arch, step_lr
 
 
 class SAFASWithLoss(nn.Module):
@@ -85,7 +86,7 @@ class SAFASTask(Task):
         self.decode = dataclasses.replace(inference, crop_size=None)
         self.view = view_transform(inference.crop_size or inference.image_size, cfg.scale_min, cfg.rotation,
                                    inference.mean, inference.std)
-        self.rows = BalancedRows(cfg, ctx)
+        self.rows = BalancedDraws(cfg, ctx)
         self.step = 0
 
     def _align(self, optimizer, args, kwargs) -> None:

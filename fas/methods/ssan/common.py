@@ -76,25 +76,6 @@ def step_lr(optimizer: torch.optim.Optimizer, cfg: BalancedDGConfig):
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
 
 
-class BalancedRows:
-    """One balanced draw per step from the stream batch (plus, for the "*" rows, a batch of extra real faces)."""
-
-    def __init__(self, cfg: BalancedDGConfig, ctx):
-        from fas.methods.balanced import BalancedBatches, extra_real_batches
-
-        if not cfg.domains:
-            raise ValueError("no source domains: `domains` is filled by the method's prepare from the training rows")
-        self.batches = BalancedBatches(ctx, cfg.domains, per_group=cfg.per_group, pool_size=cfg.pool_size,
-                                       domain_column=cfg.domain_column, extra_real=bool(cfg.extra_real))
-        self.extra = extra_real_batches(ctx, cfg.stream_batch) if cfg.extra_real else None
-
-    def __call__(self, batch: dict) -> dict:
-        self.batches.add(batch)
-        if self.extra is not None:
-            self.batches.add_extra(next(self.extra))
-        return self.batches.draw()
-
-
 def prepare(cfg: BalancedDGConfig) -> BalancedDGConfig:
     """The source domains of the training rows, in sorted order (the domain indices of the losses)."""
     from fas.data.selection import distinct_values

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fas.methods.base import StepInfo, Task, WorkerContext, write_model_folder
-from fas.methods.ssan.common import BalancedRows, arch_preprocess, read_arch, step_lr
+from fas.methods.balanced import BalancedDraws
+from fas.methods.ssan.common import arch_preprocess, read_arch, step_lr
 from fas.methods.ssan.config import SSANConfig
 
 
@@ -57,7 +58,7 @@ class SSANTask(Task):
         self.batch_size = cfg.stream_batch
         self.meta = portable_meta(cfg)
         self.transform = Preprocess.from_meta(self.meta["preprocess"])
-        self.rows = BalancedRows(cfg, ctx)
+        self.rows = BalancedDraws(cfg, ctx)
 
     def train_step(self, model, batch: dict, info: StepInfo) -> dict[str, torch.Tensor]:
         from fas.methods.oanet.ssdg import grl_ramp
