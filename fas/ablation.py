@@ -99,8 +99,6 @@ def slug(text: str) -> str:
 
 def row_config(method, size: str, fields: dict, cfg: AblationConfig):
     """The method's tiny or paper config (or the named one) with ``fields``, capped in length at tiny size."""
-    from fas.config import replace
-
     fields = dict(fields)
     path = fields.pop("config", None)
     path = f"{path}{'_tiny' if size == 'tiny' else ''}.yaml" if path else (
@@ -109,8 +107,7 @@ def row_config(method, size: str, fields: dict, cfg: AblationConfig):
     length = cfg.epochs if loaded.engine.unit == "epoch" else cfg.steps
     if size != "tiny" or not length:
         return loaded
-    capped = {name: min(getattr(loaded, name), length) for name in method.scaled_fields}
-    return replace(loaded, **{f"{loaded.engine.unit}s": min(loaded.engine.total, length)}, **capped)
+    return method.with_length(loaded, min(loaded.engine.total, length))
 
 
 class Runner:

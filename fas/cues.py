@@ -169,6 +169,7 @@ def make_cues(cfg: CueConfig) -> dict:
     shard_dir.mkdir(parents=True, exist_ok=True)
     (out / CACHE_INDEX).unlink(missing_ok=True)  # incomplete until every frame has its row
     done = done_frames(shard_dir) & set(source_ids)
+    check_resume_settings(out, cfg, checkpoint, resuming=bool(done))
     pending = len(set(source_ids) - done)
     if pending:
         init_ray(cfg.address)
@@ -185,6 +186,25 @@ def make_cues(cfg: CueConfig) -> dict:
             progress.update(table.num_rows)
         progress.close()
     return write_cue_index(cfg, checkpoint, source_ids, resumed=len(done), seconds=time.perf_counter() - start)
+
+
+SETTINGS_FILE = "cue_settings.json"  # what the cues written so far were made with (a resume must match them)
+
+
+def check_resume_settings(out: Path, cfg: CueConfig, checkpoint: Path, resuming: bool) -> None:
+    """Record what makes a cue (generator, noising, mask), or refuse to complete a cache begun with other settings:
+    its cues would mix two generators or noise depths and nothing downstream could tell."""
+    settings = {"generator": str(checkpoint), "noise_step": cfg.noise_step, "ddim_steps": cfg.ddim_steps,
+                "seed": cfg.seed, "mask": cfg.mask}
+    path = out / SETTINGS_FILE
+    if resuming and path.exists():
+        before = json.loads(path.read_text())
+        changed = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
+        if changed:
+            said = "; ".join(f"{k}: {old!r} then, {new!r} now" for k, (old, new) in changed.items())
+            raise ValueError(f"cue cache {out} was begun with other settings ({said}): finish it with the same "
+                             f"settings, or write the new cues to another --out")
+    path.write_text(json.dumps(settings, indent=2))
 
 
 def mask_crop(cfg: CueConfig) -> dict | None:

@@ -83,16 +83,11 @@ def run_quickstart(cfg: QuickstartConfig) -> int:
 
 def tiny_config(method, out: Path, cfg: QuickstartConfig, **fields):
     """The method's tiny config on the generated CLASS-8 cache, with the quickstart's flags applied."""
-    from fas.config import replace
-
     overrides = {"cache": str(out / "cache" / "class8"), "storage_path": str(out.resolve() / "train"),
                  "protocol": cfg.protocol, "address": cfg.address, **fields}
     loaded = method.load_config(method.tiny_config, overrides)
     length = cfg.epochs if loaded.engine.unit == "epoch" else cfg.steps
-    if not length:
-        return loaded
-    capped = {name: min(getattr(loaded, name), length) for name in method.scaled_fields}  # e.g. the stand-in VAE
-    return replace(loaded, **{f"{loaded.engine.unit}s": length}, **capped)
+    return method.with_length(loaded, length) if length else loaded
 
 
 def train_method(method, out: Path, cfg: QuickstartConfig):

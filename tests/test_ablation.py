@@ -37,6 +37,12 @@ def test_tiny_rows_are_capped_and_paper_rows_are_not():
                                                                                   "oanet-resnet18")
 
 
+
+def test_a_shortened_deep_svdd_run_keeps_both_phases_in_proportion():
+    cfg = row_config(get_method("deepsvdd"), "tiny", {}, AblationConfig(steps=15))  # the tiny run is 40 + 20 steps
+    assert (cfg.engine.steps, cfg.pretrain_steps, cfg.pretrain_lr_milestone, cfg.lr_milestone) == (15, 10, 8, 2)
+
+
 def test_the_table_files_put_ours_beside_the_published_figures(tmp_path):
     results = {"SSDG-R": {"a->b": {"hter": 0.125, "auc": 0.9}, "c->d": {"hter": 0.25, "auc": 0.8}},
                "New row": {"a->b": {"hter": 0.5, "auc": 0.5}, "c->d": {"hter": 0.0, "auc": 1.0}}}

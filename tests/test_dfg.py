@@ -3,6 +3,7 @@ resume and the cue job on Ray (slow)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -232,6 +233,8 @@ def test_cue_job_covers_every_frame_and_resumes(dfg_run, class8_cache, tmp_path)
     lost = pq.read_table(shards[0])
     shards[0].unlink()
     (tmp_path / "cues" / "cache.json").unlink()
+    with pytest.raises(ValueError, match=r"begun with other settings \(noise_step: \d+ then, 400 now\)"):
+        make_cues(dataclasses.replace(cue_cfg, noise_step=400))  # would mix two noise depths in one cache
     again = make_cues(cue_cfg)
     assert again["resumed_frames"] == table.num_rows - lost.num_rows
     redone = read_cache_table(tmp_path / "cues")

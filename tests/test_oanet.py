@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from fas.methods.oanet.model import MODES, create_oanet, vit_features
 from fas.models.weights import WeightsNotFound
-from fas.methods.oanet.ssdg import SSDGLoss, SingleSideDiscriminator, asymmetric_triplet_loss, grl_ramp
+from fas.methods.oanet.ssdg import SSDGLoss, SingleSideDiscriminator, asymmetric_triplet_loss
+from fas.models.layers import grl_ramp
 
 SIZE = 64
 

@@ -187,6 +187,7 @@ class Method:
     model_meta: Any = lambda cfg: {}  # cfg -> the model folder's meta as known before training (e.g. its inputs)
     needs: dict[str, str] = dataclasses.field(default_factory=dict)  # config field -> method whose run fills it
     scaled_fields: tuple[str, ...] = ()  # config fields capped by a shortened run (quickstart --steps/--epochs)
+    phased_fields: tuple[str, ...] = ()  # config fields that mark a point of the run: scaled with its length
     companions: Callable[[dict], dict[str, str]] = lambda meta: {}  # model folder name -> folder published along
     weights: Any = lambda cfg: []  # cfg -> the pretrained files it needs (``WeightRef``s: ``fas doctor``)
     batch_field: str = "batch_size"  # the config field that sets the rows of one step per worker (``fas plan``)
@@ -201,3 +202,13 @@ class Method:
         from fas.config import load_config
 
         return load_config(self.config, path or self.default_config, overrides)
+
+    def with_length(self, cfg, length: int):
+        """``cfg`` run for ``length`` steps (or epochs): ``scaled_fields`` capped by it, ``phased_fields`` (e.g.
+        Deep SVDD's switch from pre-training) moved in proportion, so a short run still has every phase."""
+        from fas.config import replace
+
+        ratio = length / cfg.engine.total
+        capped = {name: min(getattr(cfg, name), length) for name in self.scaled_fields}
+        phased = {name: round(getattr(cfg, name) * ratio) for name in self.phased_fields}
+        return replace(cfg, **{f"{cfg.engine.unit}s": length}, **capped, **phased)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -19,3 +21,10 @@ class _ReverseGradient(torch.autograd.Function):
 def reverse_gradient(x: torch.Tensor, coeff: float = 1.0) -> torch.Tensor:
     """Identity forward; the gradient is multiplied by ``-coeff`` backward (domain-adversarial training)."""
     return _ReverseGradient.apply(x, coeff)
+
+
+def grl_ramp(progress: float) -> float:
+    """Gradient-reversal coefficient 2 / (1 + exp(-10 p)) - 1 (Ganin & Lempitsky's DANN schedule, used by SSDG
+    and SSAN): 0 at the start, ~1 at the end (p in [0, 1])."""
+    p = min(max(float(progress), 0.0), 1.0)
+    return 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0

@@ -15,6 +15,7 @@ METHOD = register(Method(
     name="deepsvdd", config=DeepSVDDConfig, default_config="deepsvdd.yaml", tiny_config="deepsvdd_tiny.yaml",
     task="fas.methods.deepsvdd.task:DeepSVDDTask", data="fas.methods.deepsvdd.task:data",
     prepare="fas.methods.deepsvdd.task:prepare", cue_maker="fas.methods.deepsvdd.generator:CueMaker",
+    phased_fields=("pretrain_steps", "pretrain_lr_milestone", "lr_milestone"),
     summary="Deep SVDD, a one-class encoder with its pre-trained autoencoder on real faces (Ruff et al. 2018); "
             "its reconstruction residual is a cue for OA-Net (AG-FAS Table IV)",
 ))

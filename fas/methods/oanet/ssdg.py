@@ -11,19 +11,11 @@ the triplet loss here is batch-hard (hardest positive and negative per anchor).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fas.models.layers import reverse_gradient
-
-
-def grl_ramp(progress: float) -> float:
-    """Gradient-reversal coefficient 2 / (1 + exp(-10 p)) - 1: 0 at the start, ~1 at the end (p in [0, 1])."""
-    p = min(max(float(progress), 0.0), 1.0)
-    return 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0
 
 
 def graph_zero(*tensors: torch.Tensor) -> torch.Tensor:

@@ -72,7 +72,7 @@ class OANetTask(Task):
 
     def train_step(self, model, batch: dict, info: StepInfo) -> dict[str, torch.Tensor]:
         from fas.methods.oanet.predictor import cue_tensor
-        from fas.methods.oanet.ssdg import grl_ramp
+        from fas.models.layers import grl_ramp
         from fas.preprocess import random_flip
 
         rows = self.balanced(batch)

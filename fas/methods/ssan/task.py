@@ -61,7 +61,7 @@ class SSANTask(Task):
         self.rows = BalancedDraws(cfg, ctx)
 
     def train_step(self, model, batch: dict, info: StepInfo) -> dict[str, torch.Tensor]:
-        from fas.methods.oanet.ssdg import grl_ramp
+        from fas.models.layers import grl_ramp
         from fas.methods.ssan.model import style_permutation
         from fas.preprocess import random_flip
 
