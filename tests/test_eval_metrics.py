@@ -192,3 +192,66 @@ def test_percent_keys_and_json_safe_thresholds():
     # an operating point that must reject everything still reports a finite threshold
     point = M.bpcer_at_apcer([0.5, 0.5, 0.5], [0, 1, 0], 0.01)
     assert np.isfinite(point.threshold) and point.threshold > 0.5 and point.value == 1.0
+
+
+# ---------------------------------------------------------------- scikit-learn's DET curve, ISO/IEC 30107-3 figures
+def _det_rates(scores, labels):
+    """(APCER, BPCER) at every threshold scikit-learn's ``det_curve`` keeps, plus the reject-all point it omits
+    (it keeps only the thresholds where a rate changes; ``pos_label=1``: bona fide accepted iff score >= t)."""
+    from sklearn.metrics import det_curve
+
+    fpr, fnr, _ = det_curve(labels, scores, pos_label=1)
+    return np.append(fpr, 0.0), np.append(fnr, 1.0)
+
+
+@pytest.mark.parametrize("kind", DATASETS)
+def test_eer_and_bpcer20_match_sklearns_det_curve(kind):
+    scores, labels, _ = _make(kind)
+    apcer, bpcer = _det_rates(scores, labels)
+    gap = np.round(np.abs(apcer - bpcer), 12)
+    tied = gap == gap.min()
+    assert M.eer(scores, labels).eer == pytest.approx(((apcer + bpcer) / 2)[tied].min(), abs=TOL)
+    for target in (0.10, 0.05, 0.01):  # BPCER10, BPCER20, BPCER100 with one attack species
+        assert M.bpcer_at_apcer(scores, labels, target).value == pytest.approx(bpcer[apcer <= target].min(), abs=TOL)
+
+
+@pytest.mark.parametrize("kind", DATASETS)
+def test_rates_at_the_eer_threshold_are_a_det_curve_point(kind):
+    scores, labels, _ = _make(kind)
+    apcer, bpcer = _det_rates(scores, labels)
+    t = M.eer(scores, labels).threshold
+    point = (M.apcer(scores, labels, t), M.bpcer(scores, labels, t))
+    assert np.isclose(apcer, point[0], atol=TOL)[np.isclose(bpcer, point[1], atol=TOL)].any()
+
+
+def test_eer_interval_resamples_whole_units():
+    """Ten identical frames per unit resampled by unit give the interval of the single frames resampled one by
+    one (same draws, every count times ten); read as independent frames, the interval is narrower."""
+    scores, labels, _ = _make("random", n=60, seed=3)
+    single = M.eer_interval(scores, labels, np.arange(60), replicates=300)
+    frames = M.eer_interval(np.repeat(scores, 10), np.repeat(labels, 10), np.repeat(np.arange(60), 10),
+                            replicates=300)
+    assert (frames["low"], frames["high"], frames["n_units"]) == (single["low"], single["high"], 60)
+    independent = M.eer_interval(np.repeat(scores, 10), np.repeat(labels, 10), np.arange(600), replicates=300)
+    assert independent["high"] - independent["low"] < (single["high"] - single["low"]) / 2
+    eer = M.eer(scores, labels).eer
+    assert single["low"] <= eer <= single["high"] and single["level"] == 0.95
+
+
+def test_eer_interval_counts_one_class_replicates_and_is_seeded():
+    """Two units, one bona fide and one attack: a replicate that draws the same unit twice has no EER."""
+    scores, labels = np.array([0.9, 0.8, 0.2, 0.1]), np.array([1, 1, 0, 0])
+    units = ["alice", "alice", "mallory", "mallory"]
+    out = M.eer_interval(scores, labels, units, replicates=200, seed=7)
+    draws = np.random.default_rng(7).integers(0, 2, (200, 2))
+    assert out["one_class_replicates"] == int((draws[:, 0] == draws[:, 1]).sum())
+    assert out["replicates"] == 200 - out["one_class_replicates"] and (out["low"], out["high"]) == (0.0, 0.0)
+    assert M.eer_interval(scores, labels, units, replicates=200, seed=7) == out
+    with pytest.raises(MetricsInputError, match="units has 3 entries for 4 scores"):
+        M.eer_interval(scores, labels, units[:3])
+
+
+def test_thin_figures_name_each_small_count():
+    assert M.thin_figures(200, {"print": 300, "mask": 12}) == [
+        "12 attacks of 'mask': its APCER moves in steps of 8.33%"]
+    assert M.thin_figures(25, {"print": 30}) == ["25 bona fide presentations: BPCER moves in steps of 4.00%"]

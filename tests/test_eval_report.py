@@ -121,7 +121,7 @@ def test_write_results_folder(tmp_path):
     assert config["protocol"] == "intra:synth-cam-a" and "fas" in config["package_versions"]
     report = paths["report.md"].read_text()
     order = [report.index(s) for s in ("Threshold rule", "HTER (at this threshold)", "HTER as papers report it",
-                                       "## APCER per attack type", "## Per category", "## Confusion matrix",
+                                       "## ISO/IEC 30107-3", "## Per category", "## Confusion matrix",
                                        "![ROC curve](roc.png)")]
     assert order == sorted(order)
     assert m["categories"]["confusion_matrix"] and "| a real |" in report
@@ -221,3 +221,32 @@ def test_per_domain_blocks_are_each_domains_own_metrics_at_the_shared_threshold(
     assert "| method | siw | wffd |" in text
     assert "| AG-FAS (published) | 3.18% / 99.50% | 35.44% / 67.23% |" in text
     assert f"| ours (this run) | {100 * blocks['siw']['hter']:.2f}% / {100 * blocks['siw']['auc']:.2f}% |" in text
+
+
+def test_iso_block_reports_species_bpcer_n_and_the_eer_interval_over_subjects(tmp_path):
+    """The ISO/IEC 30107-3 block: APCER per species and APCER_AP, BPCER10/20/100, the EER with an interval from
+    resampling subjects (frames of a person are not independent), and the species too small to read closely."""
+    test = _scores(4, videos=30)
+    test["subject"] = test["video"].str[1:].astype(int).floordiv(6).map("s{}".format)  # 6 videos a subject
+    m = evaluate_scores(test, _scores(5))
+    ci = m["eer_interval"]
+    units = test["domain"] + "/" + test["subject"]
+    assert ci == {**M.eer_interval(test.score, test.label, units.to_numpy()), "unit": "subject"}
+    assert ci["n_units"] == 5 and ci["low"] <= m["eer"] <= ci["high"]
+    thin_species = [t.split(" attacks of ")[1].split(":")[0] for t in m["thin"] if " attacks of " in t]
+    assert thin_species == [repr(k) for k, n in m["n_per_attack"].items() if n < 30] != []
+    assert (m["n_real"] < 30) == any("bona fide" in t for t in m["thin"])
+    report = write_results(tmp_path, test, m, {})["report.md"].read_text()
+    at = m["bpcer_at_apcer"]
+    assert (f"| {100 * m['bpcer']:.2f}% of {m['n_real']} bona fide | {100 * at['10%']:.2f}% | {100 * at['5%']:.2f}% "
+            f"| {100 * at['1%']:.2f}% |") in report
+    assert f"| **APCER_AP** (worst species) | {m['n_attack']} | {100 * m['apcer']:.2f}% |" in report
+    assert (f"EER: {100 * m['eer']:.2f}% (95% interval {100 * ci['low']:.2f}% to {100 * ci['high']:.2f}%: bootstrap "
+            f"over 5 subjects, {ci['replicates']} replicates).") in report
+    assert "Statistically thin (fewer than 30 presentations): " in report
+
+
+def test_eer_interval_falls_back_to_videos_then_samples():
+    test = _scores(6)
+    assert evaluate_scores(test, threshold_rule=0.5)["eer_interval"]["unit"] == "video"
+    assert evaluate_scores(test.drop(columns="video"), threshold_rule=0.5)["eer_interval"]["n_units"] == len(test)

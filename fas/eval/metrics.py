@@ -285,6 +285,50 @@ def tpr_at_fpr(scores, labels, target: float) -> OperatingPoint:
     return _tpr_at_fpr(check_inputs(scores, labels), target)
 
 
+# --- uncertainty and sample counts ------------------------------------------------------------------------------------
+
+EER_INTERVAL_LEVEL = 0.95
+BOOTSTRAP_REPLICATES = 1000
+MIN_PRESENTATIONS = 30  # fewer bona fide presentations, or attacks of a species, make a thin figure
+
+
+def eer_interval(scores, labels, units, level: float = EER_INTERVAL_LEVEL, replicates: int = BOOTSTRAP_REPLICATES,
+                 seed: int = 0) -> dict:
+    """Percentile bootstrap interval of the EER, resampling whole ``units`` (subjects, else videos) with
+    replacement: frames of one person or one video are not independent, and resampling them one by one would make
+    the interval too narrow. A replicate that draws only one class has no EER and is left out (counted)."""
+    data = check_inputs(scores, labels)
+    _require(data, reals=True, attacks=True)
+    units = np.asarray(units, dtype=object)
+    if len(units) != len(data.scores):
+        raise MetricsInputError(f"units has {len(units)} entries for {len(data.scores)} scores")
+    _, inverse = np.unique(units.astype(str), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    members = np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(replicates):
+        rows = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        labels_drawn = data.labels[rows]
+        if labels_drawn.min() != labels_drawn.max():
+            values.append(_eer(ScoreSet(data.scores[rows], labels_drawn)).eer)
+    if not values:
+        raise UndefinedMetricError("no bootstrap replicate drew both bona fide and attack units")
+    tail = (1 - level) / 2
+    low, high = np.quantile(values, [tail, 1 - tail])
+    return {"low": float(low), "high": float(high), "level": level, "n_units": len(members),
+            "replicates": len(values), "one_class_replicates": replicates - len(values), "seed": seed}
+
+
+def thin_figures(n_real: int, n_per_attack: dict[str, int], minimum: int = MIN_PRESENTATIONS) -> list[str]:
+    """The counts too small for the figures built on them to be read as more than indications."""
+    thin = [f"{n_real} bona fide presentations: BPCER moves in steps of {1 / n_real:.2%}"] if 0 < n_real < minimum \
+        else []
+    thin += [f"{n} attacks of {name!r}: its APCER moves in steps of {1 / n:.2%}"
+             for name, n in n_per_attack.items() if 0 < n < minimum]
+    return thin
+
+
 # --- everything at once -----------------------------------------------------------------------------------------------
 
 

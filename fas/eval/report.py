@@ -23,7 +23,9 @@ from fas.eval.aggregate import aggregate_by_video
 from fas.eval.categories import CLIPC8_CATEGORIES, category_report, letters
 from fas.eval.errors import MetricsInputError
 from fas.eval.frames import as_score_set, require_columns
-from fas.eval.metrics import APCER_TARGETS, FPR_TARGETS, compute_metrics, percent_key, roc_points
+from fas.eval.errors import UndefinedMetricError
+from fas.eval.metrics import (APCER_TARGETS, FPR_TARGETS, compute_metrics, eer_interval, percent_key, roc_points,
+                             thin_figures)
 from fas.eval.thresholds import TEST_EER_LABEL, select_threshold
 
 PAPER_STYLE_NOTE = ("what public FAS code bases report as 'HTER': the threshold is the EER point of the test set "
@@ -54,6 +56,27 @@ def _category_block(df: pd.DataFrame, categories: Sequence[str], real_index: int
     return category_report(df["category"].to_numpy(), df["pred_category"].to_numpy(), domains, categories, real_index)
 
 
+def bootstrap_units(df: pd.DataFrame) -> tuple[str, np.ndarray]:
+    """What the EER interval resamples: subjects where the table names at least two, else videos, else samples
+    (keyed by domain too, since ids repeat across datasets)."""
+    domain = df["domain"].astype(str).to_numpy() if "domain" in df.columns else np.full(len(df), "")
+    for column, unit in (("subject", "subject"), ("video", "video")):
+        if column in df.columns and df[column].notna().all():
+            keys = np.char.add(np.char.add(domain.astype(str), "/"), df[column].astype(str).to_numpy().astype(str))
+            if len(set(keys)) >= 2:
+                return unit, keys
+    return "sample", np.arange(len(df))
+
+
+def _eer_interval(test: pd.DataFrame, undefined: dict) -> dict | None:
+    unit, keys = bootstrap_units(test)
+    try:
+        return {**eer_interval(test["score"].to_numpy(), test["label"].to_numpy(), keys), "unit": unit}
+    except UndefinedMetricError as exc:
+        undefined["eer_interval"] = str(exc)
+        return None
+
+
 def evaluate_scores(test_df: pd.DataFrame, dev_df: pd.DataFrame | None = None, threshold_rule="dev_eer",
                     video_level: bool = False, video_how: str = "mean",
                     categories: Sequence[str] = CLIPC8_CATEGORIES, real_index: int = 0) -> dict:
@@ -76,6 +99,8 @@ def evaluate_scores(test_df: pd.DataFrame, dev_df: pd.DataFrame | None = None, t
         result["n_dev_samples"] = int(len(dev))
     result["paper_style"] = None if choice.on_test else _paper_style(metrics)
     result["categories"] = _category_block(test, categories, real_index)
+    result["eer_interval"] = _eer_interval(test, result["undefined"]) if result["eer"] is not None else None
+    result["thin"] = thin_figures(result["n_real"], result["n_per_attack"])
     return result
 
 
@@ -192,6 +217,32 @@ def _category_lines(block: Mapping) -> list[str]:
     return lines
 
 
+def _interval_text(m: Mapping) -> str:
+    ci = m.get("eer_interval")
+    if not ci:
+        return _pct(m["eer"])
+    return (f"{_pct(m['eer'])} ({ci['level']:.0%} interval {_pct(ci['low'])} to {_pct(ci['high'])}: bootstrap over "
+            f"{ci['n_units']} {ci['unit']}s, {ci['replicates']} replicates)")
+
+
+def _iso_lines(m: Mapping) -> list[str]:
+    """ISO/IEC 30107-3's figures: APCER per PAI species and APCER_AP at the threshold, BPCER there and at fixed
+    APCER_AP (BPCER10/20/100), the EER with its interval, the presentation counts and which figures are thin."""
+    level = m.get("level", "sample")
+    lines = ["", "## ISO/IEC 30107-3 (APCER per attack type)", ""]
+    lines += _table(["PAI species (attack type)", f"Attack {level}s", "APCER"],
+                    [(k, m["n_per_attack"][k], _pct(v)) for k, v in m["apcer_per_attack"].items()]
+                    + [("**APCER_AP** (worst species)", m["n_attack"], _pct(m["apcer"]))])
+    at = m["bpcer_at_apcer"] or {}
+    lines += [""] + _table(["BPCER at the threshold", "BPCER10", "BPCER20", "BPCER100"], [
+        [f"{_pct(m['bpcer'])} of {m['n_real']} bona fide"] + [_pct(at.get(percent_key(x))) for x in (0.10, 0.05, 0.01)]])
+    lines += ["", "BPCER*N*: the BPCER at the lowest threshold where APCER_AP is at most 1/*N*.",
+              "", f"EER: {_interval_text(m)}."]
+    if m.get("thin"):
+        lines += ["", "Statistically thin (fewer than 30 presentations): " + "; ".join(m["thin"]) + "."]
+    return lines
+
+
 def render_markdown(metrics: Mapping, roc_image: str | None = None, title: str = "FAS evaluation") -> str:
     """Summary table first (rule on top, honest HTER, then the paper-style figure), then detail tables, then ROC."""
     lines = [f"# {title}", ""]
@@ -200,9 +251,7 @@ def render_markdown(metrics: Mapping, roc_image: str | None = None, title: str =
                   "operating point.", ""]
     lines += _table(["Metric", "Value"], _summary_rows(metrics)) + _notes(metrics)
     if metrics["apcer_per_attack"]:
-        lines += ["", "## APCER per attack type", ""]
-        lines += _table(["Attack type", "Samples", "APCER"],
-                        [(k, metrics["n_per_attack"][k], _pct(v)) for k, v in metrics["apcer_per_attack"].items()])
+        lines += _iso_lines(metrics)
     if metrics.get("categories"):
         lines += _category_lines(metrics["categories"])
     if metrics.get("per_domain"):
