@@ -79,12 +79,13 @@ def _eer_interval(test: pd.DataFrame, undefined: dict) -> dict | None:
 
 def evaluate_scores(test_df: pd.DataFrame, dev_df: pd.DataFrame | None = None, threshold_rule="dev_eer",
                     video_level: bool = False, video_how: str = "mean",
-                    categories: Sequence[str] = CLIPC8_CATEGORIES, real_index: int = 0) -> dict:
+                    categories: Sequence[str] = CLIPC8_CATEGORIES, real_index: int = 0, interval: bool = True) -> dict:
     """All metrics of ``test_df`` (score, label[, attack, video, domain, category, pred_category]) as a JSON-able dict.
 
     ``threshold_rule``: see ``fas.eval.thresholds``. With ``video_level`` both sets are first aggregated per video.
-    Adds ``paper_style`` unless the threshold already came from the test set, and ``categories`` when the table has
-    ``category`` and ``pred_category`` columns.
+    Adds ``paper_style`` unless the threshold already came from the test set, ``categories`` when the table has
+    ``category`` and ``pred_category`` columns, and (``interval``) the EER's bootstrap interval: seconds on large
+    tables, so blocks that do not show it skip it.
     """
     test = _prepare(test_df, "test scores", video_level, video_how)
     dev = _prepare(dev_df, "dev scores", video_level, video_how)
@@ -99,7 +100,8 @@ def evaluate_scores(test_df: pd.DataFrame, dev_df: pd.DataFrame | None = None, t
         result["n_dev_samples"] = int(len(dev))
     result["paper_style"] = None if choice.on_test else _paper_style(metrics)
     result["categories"] = _category_block(test, categories, real_index)
-    result["eer_interval"] = _eer_interval(test, result["undefined"]) if result["eer"] is not None else None
+    result["eer_interval"] = (_eer_interval(test, result["undefined"]) if interval and result["eer"] is not None
+                              else None)
     result["thin"] = thin_figures(result["n_real"], result["n_per_attack"])
     return result
 
@@ -177,7 +179,7 @@ def per_domain_metrics(test_df: pd.DataFrame, dev_df: pd.DataFrame | None, domai
         part = test_df[test_df["domain"].astype(str) == domain].reset_index(drop=True)
         if part.empty:
             continue
-        m = evaluate_scores(part, dev_df, **options)
+        m = evaluate_scores(part, dev_df, interval=False, **options)
         blocks[domain] = {k: m[k] for k in ("hter", "auc", "eer", "apcer", "bpcer", "threshold", "n_real",
                                             "n_attack")}
     return blocks
