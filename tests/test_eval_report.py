@@ -112,8 +112,9 @@ def test_write_results_folder(tmp_path):
     test = _scores(8, with_categories=True)
     m = evaluate_scores(test, _scores(9))
     paths = write_results(tmp_path / "run", test, m, {"protocol": "intra:synth-cam-a", "out": tmp_path})
-    assert {p.name for p in (tmp_path / "run").iterdir()} == {"scores.csv", "metrics.json", "report.md", "roc.png",
-                                                             "config.yaml"}
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {
+        "scores.csv", "metrics.json", "report.md", "report.html", "roc.png", "det.png", "scores.png", "apcer.png",
+        "confusion.png", "config.yaml"}
     assert json.loads(paths["metrics.json"].read_text())["threshold_rule"] == "dev_eer"
     assert len(pd.read_csv(paths["scores.csv"])) == len(test)
     assert paths["roc.png"].read_bytes()[:4] == b"\x89PNG"
@@ -250,3 +251,19 @@ def test_eer_interval_falls_back_to_videos_then_samples():
     test = _scores(6)
     assert evaluate_scores(test, threshold_rule=0.5)["eer_interval"]["unit"] == "video"
     assert evaluate_scores(test.drop(columns="video"), threshold_rule=0.5)["eer_interval"]["n_units"] == len(test)
+
+
+def test_report_html_is_the_markdown_with_every_picture_inlined(tmp_path):
+    """One file to mail: the report's tables as HTML tables, each PNG as a data URI (no reference to a file)."""
+    import base64
+    import re
+
+    test = _scores(7, with_categories=True)
+    paths = write_results(tmp_path, test, evaluate_scores(test, _scores(8)), {})
+    html, report = paths["report.html"].read_text(), paths["report.md"].read_text()
+    pictures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
+    assert pictures == ["det.png", "scores.png", "apcer.png", "confusion.png", "roc.png"]
+    inlined = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert [base64.b64decode(b) for b in inlined] == [paths[p].read_bytes() for p in pictures]
+    assert "<table>" in html and "<td>APCER_AP" not in html and "<strong>APCER_AP</strong>" in html
+    assert not re.search(r'src="(?!data:)', html)

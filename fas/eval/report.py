@@ -245,7 +245,8 @@ def _iso_lines(m: Mapping) -> list[str]:
     return lines
 
 
-def render_markdown(metrics: Mapping, roc_image: str | None = None, title: str = "FAS evaluation") -> str:
+def render_markdown(metrics: Mapping, roc_image: str | None = None, title: str = "FAS evaluation",
+                    pictures: Mapping[str, str] | None = None) -> str:
     """Summary table first (rule on top, honest HTER, then the paper-style figure), then detail tables, then ROC."""
     lines = [f"# {title}", ""]
     if metrics["threshold_on_test"]:
@@ -258,9 +259,42 @@ def render_markdown(metrics: Mapping, roc_image: str | None = None, title: str =
         lines += _category_lines(metrics["categories"])
     if metrics.get("per_domain"):
         lines += _domain_lines(metrics["per_domain"], metrics.get("published"))
+    if pictures:
+        lines += ["", "## Pictures"]
+        for caption, name in pictures.items():
+            lines += ["", f"![{caption}]({name})"]
     if roc_image:
         lines += ["", "## ROC", "", f"![ROC curve]({roc_image})"]
     return "\n".join(lines) + "\n"
+
+
+HTML_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}}
+table{{border-collapse:collapse;margin:0.5rem 0}}td,th{{border:1px solid #ccc;padding:0.2rem 0.5rem;text-align:left}}
+th{{background:#f3f3f3}}img{{max-width:100%;display:block;margin:0.5rem 0}}blockquote{{background:#fff4e0;margin:0;
+padding:0.3rem 1rem}}</style></head><body>
+{body}
+</body></html>
+"""
+
+
+def render_html(markdown_text: str, folder: Path, title: str = "FAS evaluation") -> str:
+    """report.md as one self-contained page: the same text, its PNGs inlined (the file can be mailed alone)."""
+    import base64
+    import re
+
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+
+    def inline(match: re.Match) -> str:
+        png = folder / match.group(1)
+        if not png.is_file():
+            return match.group(0)
+        return f'src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}"'
+
+    return HTML_PAGE.format(title=title, body=re.sub(r'src="([^"/]+\.png)"', inline, body))
 
 
 # --- files ------------------------------------------------------------------------------------------------------------
@@ -335,17 +369,39 @@ def metrics_json(metrics: Mapping) -> str:
     return json.dumps(_plain(metrics), indent=2, allow_nan=False, default=default) + "\n"
 
 
+def write_pictures(folder: Path, scores_df: pd.DataFrame, metrics: Mapping) -> dict[str, str]:
+    """The report's PNGs (caption -> file name): DET, score histograms, APCER per species, CLIPC8's confusion."""
+    from fas.eval import plots
+
+    df = scores_df
+    if metrics.get("level") == "video" and "video" in scores_df.columns:
+        df = aggregate_by_video(scores_df, metrics.get("video_aggregation") or "mean")
+    made = {"DET curve": plots.plot_det(df, metrics, folder / "det.png"),
+            "Score distributions": plots.plot_score_histograms(df, metrics, folder / "scores.png")}
+    if metrics["apcer_per_attack"]:
+        made["APCER per attack type"] = plots.plot_apcer_bars(metrics, folder / "apcer.png")
+    if metrics.get("categories"):
+        made["CLIPC8 confusion matrix"] = plots.plot_confusion(metrics["categories"], folder / "confusion.png")
+    return {caption: path.name for caption, path in made.items()}
+
+
 def write_results(folder, scores_df: pd.DataFrame, metrics: Mapping, config: Mapping) -> dict[str, Path]:
-    """Write scores.csv, metrics.json, report.md, roc.png and config.yaml (config + package versions) to ``folder``."""
+    """Write scores.csv, metrics.json, report.md and report.html, the pictures (roc.png, det.png, scores.png,
+    apcer.png, confusion.png) and config.yaml (config + package versions) to ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {name: folder / name for name in ("scores.csv", "metrics.json", "report.md", "roc.png", "config.yaml")}
+    paths = {name: folder / name for name in ("scores.csv", "metrics.json", "report.md", "report.html", "roc.png",
+                                              "config.yaml")}
     tmp = folder / ".scores.csv.tmp"
     scores_df.to_csv(tmp, index=False)
     tmp.replace(paths["scores.csv"])
     _write(paths["metrics.json"], metrics_json(metrics))
     plot_roc(scores_df, metrics, paths["roc.png"])
-    _write(paths["report.md"], render_markdown(metrics, roc_image=paths["roc.png"].name))
+    pictures = write_pictures(folder, scores_df, metrics)
+    paths.update({name: folder / name for name in pictures.values()})
+    report = render_markdown(metrics, roc_image=paths["roc.png"].name, pictures=pictures)
+    _write(paths["report.md"], report)
+    _write(paths["report.html"], render_html(report, folder))
     full_config = {**_plain(dict(config)), "package_versions": package_versions()}
     _write(paths["config.yaml"], yaml.safe_dump(full_config, sort_keys=False))
     return paths
