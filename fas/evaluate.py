@@ -68,6 +68,7 @@ def score_cache(cfg: EvaluateConfig) -> pd.DataFrame:
 def evaluate(cfg: EvaluateConfig) -> dict:
     from fas.eval.report import evaluate_scores, write_results
     from fas.methods import read_model_meta
+    from fas.provenance import training_record
 
     meta = read_model_meta(cfg.checkpoint)
     scores = score_cache(cfg).rename(columns={"sample_id": "video"})
@@ -102,5 +103,6 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         if len(protocol.test_domains) > 1:
             metrics["per_domain"] = per_domain_metrics(test, dev, protocol.test_domains, **options)
             metrics["published"] = PUBLISHED.get(protocol.name)
-    write_results(cfg.out, scores, metrics, {"evaluate": dataclasses.asdict(cfg), "model": meta})
+    write_results(cfg.out, scores, metrics, {"evaluate": dataclasses.asdict(cfg), "model": meta,
+                                             "training": training_record(cfg.checkpoint)})
     return metrics

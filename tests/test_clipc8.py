@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from fas.config import from_dict
 from fas.methods.clipc8.config import CLASS8_PROMPTS, CLIPC8Config
@@ -133,6 +135,20 @@ def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(
     assert metrics["threshold_rule"] == "dev_eer" and metrics["auc"] is not None
     assert {p.name for p in (tmp_path / "eval").iterdir()} >= {"scores.csv", "metrics.json", "report.md",
                                                                "roc.png", "config.yaml"}
+    # provenance: the run wrote its whole config at start (a restart after the kill rewrites the same); the
+    # evaluation names the checkpoint and that training, with the versions of what ran
+    record = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert record["method"] == "clipc8" and record["config"] == json.loads(
+        json.dumps(dataclasses.asdict(result["r"].config), default=str))
+    assert record["deepspeed"]["zero_optimization"] == {"stage": 2} and "deepspeed" in record["package_versions"]
+    assert sorted(p.name for p in run_dir.glob("config*.yaml")) == ["config.yaml"]
+    evaluated = yaml.safe_load((tmp_path / "eval" / "config.yaml").read_text())
+    assert evaluated["training"] == {"path": str(run_dir / "config.yaml"), **record}
+    assert {"deepspeed", "open_clip_torch", "timm", "onnxruntime"} <= set(evaluated["package_versions"])
+    assert (tmp_path / "eval" / "report.md").read_text().splitlines()[2:4] == [
+        f"Evaluated: checkpoint `{checkpoint}`  ",
+        f"Evaluated: trained as clipc8 (clipc8-tiny), deepspeed, ZeRO-2, precision auto, 6 epochs on 2 workers, "
+        f"cache {class8_cache / 'cache'}, protocol train split  "]
     # a named protocol decides the rows: leave synth-cam-c out, threshold on the source domains' dev split
     loo = evaluate(EvaluateConfig(checkpoint=str(checkpoint), cache=str(class8_cache / "cache"),
                                   out=str(tmp_path / "eval_loo"), protocol="synth-cam-a&synth-cam-b->synth-cam-c"))

@@ -4,6 +4,7 @@ come from the config's engine section; the method's record says what data it rea
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from fas.methods.base import resolve
 
@@ -44,6 +45,7 @@ def train(cfg, callbacks: list | None = None) -> TrainRun:
     from fas.engine.data import train_order, training_datasets
     from fas.engine.loop import worker_loop
     from fas.methods import method_of_config
+    from fas.provenance import write_run_config
     from fas.ray_utils import init_ray, storage_uri
 
     method = method_of_config(cfg)
@@ -53,6 +55,7 @@ def train(cfg, callbacks: list | None = None) -> TrainRun:
     if method.prepare is not None:
         cfg = resolve(method.prepare)(cfg)
     needs = resolve(method.data)(cfg)
+    write_run_config(Path(storage_uri(run.storage_path)) / run.name, cfg, method)
     datasets = training_datasets(cfg, needs, validation_columns(method, cfg))
     resources = {"CPU": run.cpus_per_worker, **({"GPU": run.gpus_per_worker} if run.use_gpu else {})}
     trainer = TorchTrainer(

@@ -9,9 +9,7 @@ deployable. JSON holds fractions in [0, 1]; report.md shows percentages.
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
-import platform
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -27,10 +25,10 @@ from fas.eval.errors import UndefinedMetricError
 from fas.eval.metrics import (APCER_TARGETS, FPR_TARGETS, compute_metrics, eer_interval, percent_key, roc_points,
                              thin_figures)
 from fas.eval.thresholds import TEST_EER_LABEL, select_threshold
+from fas.provenance import package_versions, training_summary
 
 PAPER_STYLE_NOTE = ("what public FAS code bases report as 'HTER': the threshold is the EER point of the test set "
                     "itself (chosen on the test set), so it equals the test EER; for comparison with papers only")
-VERSION_PACKAGES = ("fas", "torch", "ray", "numpy", "scikit-learn", "pandas")
 FOLD_KEYS = ("auc", "eer", "hter", "apcer", "bpcer", "acer", "accuracy")
 
 
@@ -246,9 +244,11 @@ def _iso_lines(m: Mapping) -> list[str]:
 
 
 def render_markdown(metrics: Mapping, roc_image: str | None = None, title: str = "FAS evaluation",
-                    pictures: Mapping[str, str] | None = None) -> str:
+                    pictures: Mapping[str, str] | None = None, provenance: Sequence[str] = ()) -> str:
     """Summary table first (rule on top, honest HTER, then the paper-style figure), then detail tables, then ROC."""
     lines = [f"# {title}", ""]
+    if provenance:
+        lines += [f"Evaluated: {line}" for line in provenance] + [""]
     if metrics["threshold_on_test"]:
         lines += [f"> **Threshold chosen on the test set** (`{TEST_EER_LABEL}`): optimistic, not a deployable "
                   "operating point.", ""]
@@ -326,17 +326,6 @@ def plot_roc(scores_df: pd.DataFrame, metrics: Mapping, path: Path) -> Path:
     return path
 
 
-def package_versions(packages: Sequence[str] = VERSION_PACKAGES) -> dict[str, str]:
-    """Installed versions (read from package metadata, so torch and ray are not imported); absent ones omitted."""
-    out = {"python": platform.python_version()}
-    for name in packages:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
-
-
 def _plain(obj):
     """Config values as YAML/JSON-friendly builtins (paths, numpy scalars, tuples, dataclasses)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -369,6 +358,18 @@ def metrics_json(metrics: Mapping) -> str:
     return json.dumps(_plain(metrics), indent=2, allow_nan=False, default=default) + "\n"
 
 
+def _provenance_lines(config: Mapping) -> list[str]:
+    """The report's first lines: the checkpoint evaluated and the training it came from (``training``)."""
+    lines = []
+    checkpoint = (config.get("evaluate") or {}).get("checkpoint")
+    if checkpoint:
+        lines.append(f"checkpoint `{checkpoint}`")
+    summary = training_summary(config.get("training"))
+    if summary:
+        lines.append(f"trained as {summary}")
+    return [f"{line}  " for line in lines]  # Markdown line breaks
+
+
 def write_pictures(folder: Path, scores_df: pd.DataFrame, metrics: Mapping) -> dict[str, str]:
     """The report's PNGs (caption -> file name): DET, score histograms, APCER per species, CLIPC8's confusion."""
     from fas.eval import plots
@@ -399,7 +400,8 @@ def write_results(folder, scores_df: pd.DataFrame, metrics: Mapping, config: Map
     plot_roc(scores_df, metrics, paths["roc.png"])
     pictures = write_pictures(folder, scores_df, metrics)
     paths.update({name: folder / name for name in pictures.values()})
-    report = render_markdown(metrics, roc_image=paths["roc.png"].name, pictures=pictures)
+    report = render_markdown(metrics, roc_image=paths["roc.png"].name, pictures=pictures,
+                             provenance=_provenance_lines(config))
     _write(paths["report.md"], report)
     _write(paths["report.html"], render_html(report, folder))
     full_config = {**_plain(dict(config)), "package_versions": package_versions()}
