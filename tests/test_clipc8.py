@@ -142,6 +142,11 @@ def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(
         json.dumps(dataclasses.asdict(result["r"].config), default=str))
     assert record["deepspeed"]["zero_optimization"] == {"stage": 2} and "deepspeed" in record["package_versions"]
     assert sorted(p.name for p in run_dir.glob("config*.yaml")) == ["config.yaml"]
+    last = state["history"][-1]  # the curves: each checkpoint's loss, LR and validation, as it reported them
+    assert (last["loss"], last["lr"], last["val_auc"], last["val_hter"]) == (state["loss"], state["lr"],
+                                                                            state["val_auc"], state["val_hter"])
+    assert (tmp_path / "eval" / "training_curves.png").read_bytes() == (run_dir / "curves.png").read_bytes()
+    assert "![Training curves (the evaluated run)](training_curves.png)" in (tmp_path / "eval" / "report.md").read_text()
     evaluated = yaml.safe_load((tmp_path / "eval" / "config.yaml").read_text())
     assert evaluated["training"] == {"path": str(run_dir / "config.yaml"), **record}
     assert {"deepspeed", "open_clip_torch", "timm", "onnxruntime"} <= set(evaluated["package_versions"])

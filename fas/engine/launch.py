@@ -69,4 +69,24 @@ def train(cfg, callbacks: list | None = None) -> TrainRun:
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=run.keep_checkpoints),
                                        callbacks=callbacks or []),
     )
-    return TrainRun(trainer.fit(), cfg)
+    result = trainer.fit()
+    write_curves(result, run)
+    return TrainRun(result, cfg)
+
+
+def write_curves(result, run) -> Path | None:
+    """``RUN/curves.png`` from the last checkpoint's history (local storage; remote runs keep the history only)."""
+    import json
+
+    from fas.eval.plots import plot_training_curves
+
+    checkpoint = getattr(result, "checkpoint", None)
+    if checkpoint is None or "://" in checkpoint.path:
+        return None
+    state = Path(checkpoint.path) / "train_state.json"
+    if not state.is_file():
+        return None
+    history = json.loads(state.read_text()).get("history", [])
+    if not history:
+        return None
+    return plot_training_curves(history, run.unit, Path(checkpoint.path).parent / "curves.png", title=run.name)

@@ -153,7 +153,8 @@ class Run:
         """Every rank saves its engine shard; rank 0 adds the portable model folder and the state; one report."""
         metrics = self.metrics()
         index = self.epoch if self.run.unit == "epoch" else self.step
-        self.history.append({self.run.unit: index, "loss": metrics.get("loss"), "resumed_from": self.start})
+        curves = {k: v for k, v in metrics.items() if k in ("loss", "lr") or k.startswith("val_")}
+        self.history.append({self.run.unit: index, **curves, "resumed_from": self.start})  # the training curves
         if self.rank == 0:
             say(progress_line(self.run, index, metrics))
         with checkpoint_folder(f"checkpoint_{self.run.unit}_{index:06d}", self.rank) as (folder, report):

@@ -138,3 +138,37 @@ def plot_confusion(block: Mapping, path: Path) -> Path:
     ax.set(xlabel="predicted category", ylabel="true category", title="CLIPC8 confusion matrix")
     ax.figure.colorbar(image, ax=ax, label="share of the true category (%)")
     return _save(fig, path)
+
+
+def plot_training_curves(history: list[dict], unit: str, path: Path, title: str = "") -> Path:
+    """Loss, learning rate and source-side validation (AUC, HTER in percent) per checkpoint of a run; a restart
+    from a checkpoint is marked where the history resumes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    x = [h[unit] for h in history]
+    validation = [k for k in ("val_auc", "val_hter") if any(h.get(k) is not None for h in history)]
+    fig = Figure(figsize=(5.0, 2.2 * (2 + bool(validation))), dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2 + bool(validation), 1, sharex=True)
+    panels = [("loss", "training loss", 1.0), ("lr", "learning rate", 1.0)]
+    for ax, (key, label, scale) in zip(axes, panels):
+        ax.plot(x, [h.get(key) for h in history], marker=".", lw=1.4)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    if validation:
+        ax = axes[-1]
+        for key, label in (("val_auc", "AUC (%)"), ("val_hter", "HTER (%)")):
+            if key in validation:
+                ax.plot(x, [None if h.get(key) is None else 100 * h[key] for h in history], marker=".", label=label)
+        ax.set_ylabel("source-side validation (%)")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes:
+        for previous, h in zip(history, history[1:]):
+            if h.get("resumed_from") != previous.get("resumed_from"):
+                ax.axvline(h["resumed_from"], color="tab:red", ls=":", lw=1)
+    axes[0].set_title(f"{title + ': ' if title else ''}training curves (dotted red: resumed from a checkpoint)",
+                      fontsize=9)
+    axes[-1].set_xlabel(unit)
+    return _save(fig, path)

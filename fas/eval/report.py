@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -399,6 +400,10 @@ def write_results(folder, scores_df: pd.DataFrame, metrics: Mapping, config: Map
     _write(paths["metrics.json"], metrics_json(metrics))
     plot_roc(scores_df, metrics, paths["roc.png"])
     pictures = write_pictures(folder, scores_df, metrics)
+    curves = Path((config.get("training") or {}).get("path", "")).parent / "curves.png"
+    if config.get("training") and curves.is_file():  # the evaluated run's training curves, beside its results
+        shutil.copyfile(curves, folder / "training_curves.png")
+        pictures["Training curves (the evaluated run)"] = "training_curves.png"
     paths.update({name: folder / name for name in pictures.values()})
     report = render_markdown(metrics, roc_image=paths["roc.png"].name, pictures=pictures,
                              provenance=_provenance_lines(config))
