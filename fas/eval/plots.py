@@ -18,7 +18,7 @@ DET_LIMITS = (0.0005, 0.95)  # rates outside are drawn at the edge
 COLOURS = ("tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:grey")
 
 
-def _figure(width: float = 5.0, height: float = 4.2):
+def new_figure(width: float = 5.0, height: float = 4.2):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -27,13 +27,13 @@ def _figure(width: float = 5.0, height: float = 4.2):
     return fig, fig.add_subplot()
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path)
     return Path(path)
 
 
-def _deviate(rates) -> np.ndarray:
+def normal_deviate(rates) -> np.ndarray:
     from scipy.stats import norm
 
     return norm.ppf(np.clip(np.asarray(rates, float), *DET_LIMITS))
@@ -48,23 +48,23 @@ def plot_det(df: pd.DataFrame, metrics: Mapping, path: Path) -> Path:
     BPCER20 point marked."""
     from sklearn.metrics import det_curve
 
-    fig, ax = _figure()
+    fig, ax = new_figure()
     if metrics["auc"] is None:
         ax.text(0.5, 0.5, f"DET undefined:\n{metrics['undefined'].get('auc')}", ha="center", va="center",
                 transform=ax.transAxes, wrap=True)
-        return _save(fig, path)
+        return save_figure(fig, path)
     apcer, bpcer, _ = det_curve(df["label"].to_numpy(), df["score"].to_numpy(), pos_label=1)
-    ax.plot(_deviate(apcer), _deviate(bpcer), lw=1.6, label="DET")
+    ax.plot(normal_deviate(apcer), normal_deviate(bpcer), lw=1.6, label="DET")
     if metrics["apcer_all"] is not None and metrics["bpcer"] is not None:
-        ax.plot(*_deviate([metrics["apcer_all"], metrics["bpcer"]]), "o", ms=7,
+        ax.plot(*normal_deviate([metrics["apcer_all"], metrics["bpcer"]]), "o", ms=7,
                 label=f"threshold ({metrics['threshold_rule']}): APCER {_percent(metrics['apcer_all'])}, "
                       f"BPCER {_percent(metrics['bpcer'])}")
     if metrics["eer"] is not None:
-        ax.plot(*_deviate([metrics["eer"]] * 2), "s", ms=6, label=f"EER {100 * metrics['eer']:.2f}%")
+        ax.plot(*normal_deviate([metrics["eer"]] * 2), "s", ms=6, label=f"EER {100 * metrics['eer']:.2f}%")
     bpcer20 = (metrics.get("bpcer_at_apcer") or {}).get("5%")
     if bpcer20 is not None:
-        ax.plot(*_deviate([0.05, bpcer20]), "^", ms=6, label=f"BPCER20 {100 * bpcer20:.2f}% (APCER_AP 5%)")
-    ticks = _deviate(DET_TICKS)
+        ax.plot(*normal_deviate([0.05, bpcer20]), "^", ms=6, label=f"BPCER20 {100 * bpcer20:.2f}% (APCER_AP 5%)")
+    ticks = normal_deviate(DET_TICKS)
     labels = [f"{100 * t:g}%" for t in DET_TICKS]
     ax.set_xticks(ticks, labels, fontsize=7)
     ax.set_yticks(ticks, labels, fontsize=7)
@@ -73,13 +73,13 @@ def plot_det(df: pd.DataFrame, metrics: Mapping, path: Path) -> Path:
            title="DET curve (normal-deviate axes)")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_score_histograms(df: pd.DataFrame, metrics: Mapping, path: Path) -> Path:
     """Scores of bona fide presentations and of each attack species (each as a percentage of its own count, so a
     small species is not flattened), with the decision threshold."""
-    fig, ax = _figure(5.6, 4.0)
+    fig, ax = new_figure(5.6, 4.0)
     scores = df["score"].to_numpy(float)
     bins = np.histogram_bin_edges(scores, bins=min(40, max(10, len(scores) // 10)))
     groups = [("bona fide", df["label"].to_numpy() == 1)]
@@ -99,12 +99,12 @@ def plot_score_histograms(df: pd.DataFrame, metrics: Mapping, path: Path) -> Pat
     ax.set(xlabel="score (higher = more likely bona fide)", ylabel="presentations of the group (%)",
            title="Score distributions")
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_apcer_bars(metrics: Mapping, path: Path) -> Path:
     """APCER of each species at the threshold, APCER_AP (the worst) marked, BPCER beside them for scale."""
-    fig, ax = _figure(5.0, 3.6)
+    fig, ax = new_figure(5.0, 3.6)
     names = list(metrics["apcer_per_attack"])
     values = [100 * metrics["apcer_per_attack"][n] for n in names]
     bars = ax.bar(names, values, color=[COLOURS[i % len(COLOURS)] for i in range(len(names))])
@@ -117,7 +117,7 @@ def plot_apcer_bars(metrics: Mapping, path: Path) -> Path:
            title=f"APCER per attack type (threshold {metrics['threshold']:.4g})")
     ax.tick_params(axis="x", labelsize=8, rotation=20)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion(block: Mapping, path: Path) -> Path:
@@ -127,7 +127,7 @@ def plot_confusion(block: Mapping, path: Path) -> Path:
     from fas.eval.categories import letters
 
     names, marks = block["categories"], letters(len(block["categories"]))
-    fig, ax = _figure(6.2, 5.0)
+    fig, ax = new_figure(6.2, 5.0)
     image = ax.imshow(100 * shares, cmap="Blues", vmin=0, vmax=100)
     for (i, j), count in np.ndenumerate(matrix.astype(int)):
         ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
@@ -137,7 +137,7 @@ def plot_confusion(block: Mapping, path: Path) -> Path:
     ax.set_yticks(ticks, [f"{m} {n}" for m, n in zip(marks, names)], fontsize=7)
     ax.set(xlabel="predicted category", ylabel="true category", title="CLIPC8 confusion matrix")
     ax.figure.colorbar(image, ax=ax, label="share of the true category (%)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(history: list[dict], unit: str, path: Path, title: str = "") -> Path:
@@ -171,4 +171,4 @@ def plot_training_curves(history: list[dict], unit: str, path: Path, title: str 
     axes[0].set_title(f"{title + ': ' if title else ''}training curves (dotted red: resumed from a checkpoint)",
                       fontsize=9)
     axes[-1].set_xlabel(unit)
-    return _save(fig, path)
+    return save_figure(fig, path)
