@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from fas.tune.sweep import SweepConfig, param_space, read_space
+from fas.tune.sweep import SweepConfig, best_trial, param_space, read_space, sweep_markdown
 
 LOO = "synth-cam-a&synth-cam-b->synth-cam-c"
 
@@ -103,3 +103,19 @@ params:
     assert sorted(json.loads(p.read_text())["real_face_fraction"] for p in generators) == [0.5, 1.0]
     cue_indexes = sorted((tmp_path / "sweeps" / "real_trials").glob("*/cues/cache.json"))
     assert len(cue_indexes) == 2 and len({json.loads(p.read_text())["generator"] for p in cue_indexes}) == 2
+
+
+def test_the_sweep_report_lists_every_trial_and_marks_the_best(tmp_path):
+    from fas.eval.plots import plot_sweep
+
+    table = pd.DataFrame({"k": [2, 2, 6, 10], "best_val_hter": [0.30, 0.10, 0.05, 0.20],
+                          "val_auc": [0.7, 0.9, 0.95, 0.8], "val_hter": [0.3, 0.1, 0.06, 0.2],
+                          "status": ["done", "done", "error", "done"]})
+    space = {"method": "pdle", "metric": "val_hter", "mode": "min", "params": {"k": {}}}
+    assert best_trial(table, space) == 1  # the errored trial's 0.05 does not win
+    text = sweep_markdown(table, space)
+    assert "Best trial: k = 2 (val_hter 0.1000); 4 trials." in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "best_val_hter" not in line]
+    assert [r.startswith("| **best** |") for r in rows] == [False, True, False, False]
+    path = plot_sweep(table, "k", "val_hter", 1, tmp_path / "val_hter_vs_k.png", title="pdle")
+    assert path.read_bytes()[:4] == b"\x89PNG"

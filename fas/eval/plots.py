@@ -172,3 +172,26 @@ def plot_training_curves(history: list[dict], unit: str, path: Path, title: str 
                       fontsize=9)
     axes[-1].set_xlabel(unit)
     return save_figure(fig, path)
+
+
+def plot_sweep(table: pd.DataFrame, param: str, metric: str, best: int, path: Path, title: str = "") -> Path:
+    """Each trial's source-side validation AUC and HTER (percent) against the swept value, the mean per value as a
+    line, the best trial (by ``metric``) starred."""
+    fig, ax = new_figure(5.2, 3.8)
+    numeric = pd.api.types.is_numeric_dtype(table[param])
+    x = table[param] if numeric else table[param].astype(str)
+    for column, label, colour in (("val_auc", "AUC", "tab:blue"), ("val_hter", "HTER", "tab:orange")):
+        if column not in table or table[column].isna().all():
+            continue
+        ax.scatter(x, 100 * table[column], color=colour, s=18, alpha=0.6)
+        mean = (100 * table.groupby(x)[column].mean()).sort_index()
+        ax.plot(mean.index, mean.values, color=colour, marker="o", label=f"{label} (mean per value)")
+    best_value = table.loc[best, f"best_{metric}"]
+    scale = 100 if metric in ("val_auc", "val_hter") else 1
+    ax.plot([x.iloc[best]], [scale * best_value], marker="*", ms=14, color="black", ls="",
+            label=f"best trial: {param} = {table.loc[best, param]} ({metric} {best_value:.4f})")
+    ax.set(xlabel=param, ylabel="source-side validation (%)",
+           title=f"{title + ': ' if title else ''}validation vs {param}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)

@@ -178,33 +178,37 @@ def results_table(results, space: dict):
     return pd.DataFrame(rows).sort_values(list(space["params"])).reset_index(drop=True)
 
 
-def write_sweep_report(results, space: dict, folder: Path) -> dict[str, Path]:
-    """``results.csv``, ``results.md`` and ``<metric>_vs_<param>.png`` (like the paper's K ablation figure)."""
-    import matplotlib
+def best_trial(table, space: dict) -> int:
+    """Row index of the best trial by the sweep's metric and mode (errored trials never win)."""
+    metric = table[f"best_{space['metric']}"].where(table["status"] == "done")
+    return int(metric.idxmax() if space["mode"] == "max" else metric.idxmin())
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def sweep_markdown(table, space: dict) -> str:
+    """Every trial, one row each, the best one marked; the swept values first."""
+    best = best_trial(table, space)
+    header = ["best"] + list(table.columns)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(["**best**" if i == best else ""] +
+                                [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]) + " |"
+              for i, row in enumerate(table.itertuples(index=False))]
+    params = ", ".join(f"{p} = {table.loc[best, p]}" for p in space["params"])
+    return (f"# Sweep: {space['method']} ({space['metric']}, {space['mode']})\n\n"
+            f"Best trial: {params} ({space['metric']} {table.loc[best, f'best_' + space['metric']]:.4f}); "
+            f"{len(table)} trials.\n\n" + "\n".join(lines) + "\n")
+
+
+def write_sweep_report(results, space: dict, folder: Path) -> dict[str, Path]:
+    """``results.csv``, ``results.md`` and ``<metric>_vs_<param>.png`` (like PDLE's Fig. 3 for K, AG-FAS's
+    Table VI for the noising depth): every trial listed, the best marked."""
+    from fas.eval.plots import plot_sweep
 
     folder.mkdir(parents=True, exist_ok=True)
     table = results_table(results, space)
     paths = {"csv": folder / "results.csv", "md": folder / "results.md"}
     table.to_csv(paths["csv"], index=False)
-    header = list(table.columns)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |"
-              for row in table.itertuples(index=False)]
-    paths["md"].write_text(f"# Sweep: {space['method']} ({space['metric']}, {space['mode']})\n\n"
-                           + "\n".join(lines) + "\n")
-    param, metric = next(iter(space["params"])), f"best_{space['metric']}"
-    mean = table.groupby(param)[metric].mean()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(mean.index, mean.values, marker="o")
-    ax.set_xlabel(param)
-    ax.set_ylabel(f"{space['metric']} (source validation)")
-    ax.set_title(f"{space['method']}: {space['metric']} vs {param}")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths["plot"] = folder / f"{space['metric']}_vs_{param}.png"
-    fig.savefig(paths["plot"], dpi=120)
-    plt.close(fig)
+    paths["md"].write_text(sweep_markdown(table, space))
+    param = next(iter(space["params"]))
+    paths["plot"] = plot_sweep(table, param, space["metric"], best_trial(table, space),
+                               folder / f"{space['metric']}_vs_{param}.png", title=space["method"])
     return paths
