@@ -88,6 +88,25 @@ def own_train_workers() -> list:
     return live
 
 
+def tensorboard_scalars(folder: Path) -> dict[str, dict[int, float]]:
+    """tag -> {step: value} from tensorboardX's event files (TFRecords of Event protos: length, its CRC, the
+    record, its CRC); a step logged twice (a resumed run) keeps its last value."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    scalars: dict[str, dict[int, float]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data, offset = path.read_bytes(), 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset:offset + 8])
+            event = Event.FromString(data[offset + 12:offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+    return scalars
+
+
 @pytest.mark.slow
 def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(class8_cache, tmp_path):
     """2 DeepSpeed workers; one is SIGKILLed after two checkpoints: the run resumes from the last one, its loss
@@ -104,7 +123,8 @@ def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(
 
     cfg = from_dict(CLIPC8Config, dict(cache=str(class8_cache / "cache"), storage_path=str(tmp_path / "runs"),
                                        name="killed", model="clipc8-tiny", pretrained=None, epochs=6, lr=3e-4,
-                                       num_workers=2, cpus_per_worker=0.5, batch_size=8, max_failures=2))
+                                       num_workers=2, cpus_per_worker=0.5, batch_size=8, max_failures=2,
+                                       tensorboard=True))
     result = {}
     runner = threading.Thread(target=lambda: result.setdefault("r", train(cfg)))
     runner.start()
@@ -147,6 +167,9 @@ def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(
                                                                             state["val_auc"], state["val_hter"])
     assert (tmp_path / "eval" / "training_curves.png").read_bytes() == (run_dir / "curves.png").read_bytes()
     assert "![Training curves (the evaluated run)](training_curves.png)" in (tmp_path / "eval" / "report.md").read_text()
+    logged = tensorboard_scalars(run_dir / "tensorboard")  # opt-in: each checkpoint's report, by epoch
+    assert sorted(logged["train/loss"]) == list(range(6)) and logged["train/loss"][5] == pytest.approx(state["loss"])
+    assert logged["train/val_auc"][5] == pytest.approx(state["val_auc"])
     evaluated = yaml.safe_load((tmp_path / "eval" / "config.yaml").read_text())
     assert evaluated["training"] == {"path": str(run_dir / "config.yaml"), **record}
     assert {"deepspeed", "open_clip_torch", "timm", "onnxruntime"} <= set(evaluated["package_versions"])

@@ -40,6 +40,7 @@ class EngineConfig:
     channels_last: bool = False  # NHWC weights for convolutional models on GPU (ResNet, UNet)
     compile: bool = False  # torch.compile the module (minutes of compilation at start, then faster steps)
     peak_tflops: float | None = None  # the device's peak for MFU; None: looked up by GPU name (none on CPU)
+    tensorboard: bool = False  # also write each checkpoint's numbers to RUN/tensorboard (tensorboardX event files)
     num_workers: int = 2
     use_gpu: bool = False
     cpus_per_worker: float = 1.0

@@ -55,7 +55,12 @@ def train(cfg, callbacks: list | None = None) -> TrainRun:
     if method.prepare is not None:
         cfg = resolve(method.prepare)(cfg)
     needs = resolve(method.data)(cfg)
-    write_run_config(Path(storage_uri(run.storage_path)) / run.name, cfg, method)
+    run_dir = Path(storage_uri(run.storage_path)) / run.name
+    write_run_config(run_dir, cfg, method)
+    if run.tensorboard:
+        from fas.engine.tracking import TensorBoardCallback
+
+        callbacks = [*(callbacks or []), TensorBoardCallback(run_dir, run.unit)]
     datasets = training_datasets(cfg, needs, validation_columns(method, cfg))
     resources = {"CPU": run.cpus_per_worker, **({"GPU": run.gpus_per_worker} if run.use_gpu else {})}
     trainer = TorchTrainer(
