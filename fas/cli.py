@@ -104,6 +104,12 @@ def cmd_ablation(args) -> int:
     return ablation_main(args.rest)
 
 
+def cmd_compare(args) -> int:
+    from fas.eval.compare import main as compare_main
+
+    return compare_main(args.rest)
+
+
 def cmd_bench(args) -> int:
     from fas.bench.run import main as bench_main
 
@@ -127,6 +133,86 @@ def cmd_plan(args) -> int:
     from fas.plan import run_plan
 
     return run_plan(args.config, args.gpus, args.gpu, args.gpu_memory, args.peak_tflops, args.mfu, args.rows)
+
+
+def cmd_predict(args) -> int:
+    from fas.predict import format_report, run_predict
+
+    report = run_predict(predict_config(args))
+    print(format_report(report, args.format))
+    return 0 if report["read"] else 1  # 1 only when no file at all could be read
+
+
+def predict_config(args):
+    import dataclasses
+
+    from fas.predict import PredictConfig
+    from fas.quality import QualityConfig
+    from fas.serve.config import FaceConfig
+
+    quality = QualityConfig(**{f.name: getattr(args, f"quality_{f.name}") for f in dataclasses.fields(QualityConfig)
+                               if getattr(args, f"quality_{f.name}") is not None})
+    face = {k: getattr(args, k) for k in ("detector", "detector_weights", "margin", "size")
+            if getattr(args, k) is not None}
+    return PredictConfig(model=args.model, paths=args.paths, format=args.format, threshold=args.threshold,
+                         operating_point=args.operating_point, dev_scores=args.dev_scores, frames=args.frames,
+                         aggregation=args.aggregation, input=args.input, explain=args.explain, onnx=args.onnx,
+                         device=args.device, face=FaceConfig(**face) if face else None, quality=quality)
+
+
+def add_predict_parser(sub) -> None:
+    import dataclasses
+
+    from fas.quality import QualityConfig
+
+    p = sub.add_parser("predict", help="liveness of local images, videos, folders or globs (no Ray cluster)")
+    p.add_argument("model", metavar="MODEL_DIR", help="a model folder (model.pt, model_config.json, metrics.json)")
+    p.add_argument("paths", metavar="PATH", nargs="+", help="image or video files, folders (recursed), globs")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", dest="format", action="store_const", const="json", help="JSON report")
+    out.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV, one line per row")
+    p.set_defaults(format="table")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--threshold", type=float, default=None, help="decision threshold (default: metrics.json's)")
+    when.add_argument("--operating-point", default=None, metavar="bpcer=FRACTION",
+                      help="the threshold at this BPCER on the evaluation's dev scores (MODEL_DIR/scores.csv)")
+    p.add_argument("--dev-scores", default=None, help="the evaluation's scores.csv, when not in MODEL_DIR")
+    p.add_argument("--frames", type=int, default=10, help="frames sampled per video (default 10)")
+    p.add_argument("--aggregation", default="mean", help="per-video score from the frames': mean|median|max|min")
+    p.add_argument("--input", default=None, choices=("face", "frame"), help="crop scored (default: face)")
+    p.add_argument("--explain", default=None, metavar="DIR", help="write explanation PNGs per scored frame here")
+    p.add_argument("--onnx", default=None, metavar="FILE", help="score with this `fas export` ONNX file")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--detector", default=None, help="face detector: none | haar | yunet (default haar)")
+    p.add_argument("--detector-weights", default=None)
+    p.add_argument("--margin", type=float, default=None, help="face crop margin (default 0.2)")
+    p.add_argument("--size", type=int, default=None, help="crop side (default 128: the training cache's --size)")
+    for field in dataclasses.fields(QualityConfig):
+        flag = "--quality-" + field.name.replace("_", "-")
+        if field.name == "uncertain_band":
+            p.add_argument(flag, type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                           help="scores inside [LOW, HIGH] are decided 'uncertain'")
+        else:
+            p.add_argument(flag, type=type(field.default), default=None, help=f"(default {field.default})")
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_export(args) -> int:
+    from fas.export import ExportConfig, export_onnx, format_export
+
+    cfg = ExportConfig(model=args.model, onnx=args.onnx, opset=args.opset)
+    print(format_export(cfg, export_onnx(cfg)))
+    return 0
+
+
+def add_export_parser(sub) -> None:
+    from fas.export import OPSET
+
+    p = sub.add_parser("export", help="a model folder as ONNX (CLIPC8, PDLE, OA-Net) + a sidecar JSON")
+    p.add_argument("model", metavar="MODEL_DIR")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file (sidecar: OUT.json)")
+    p.add_argument("--opset", type=int, default=OPSET)
+    p.set_defaults(func=cmd_export)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,11 +295,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_ablation)
 
+    p = sub.add_parser("compare", help="evaluation folders side by side: metrics, mean ± std per label, DET and "
+                                       "ROC (fas compare --help)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("bench-data", help="data-plane throughput: Ray Data pipeline vs a single-process loop")
     p.add_argument("--out", required=True)
     p.add_argument("--frames", type=int, default=10)
     p.add_argument("--detector", default="haar")
     p.set_defaults(func=cmd_bench_data)
+
+    add_predict_parser(sub)
+    add_export_parser(sub)
 
     from fas.eval.cli import add_metrics_parser
 

@@ -46,5 +46,7 @@ def test_bad_arguments_are_named(runs, tmp_path, capsys):
         compare([str(f) for f in runs], ["A", "B"], tmp_path / "x")
     with pytest.raises(SystemExit, match=r"not an evaluation folder: metrics.json, scores.csv missing"):
         main([str(tmp_path), "--out", str(tmp_path / "y")])
-    assert main([str(runs[0]), "--out", str(tmp_path / "z")]) == 0
+    from fas.cli import main as fas
+
+    assert fas(["compare", str(runs[0]), "--out", str(tmp_path / "z")]) == 0
     assert "| eval_1 | 1 |" in capsys.readouterr().out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
 import socket
 import struct
 import zlib
@@ -22,6 +23,7 @@ import requests
 from PIL import Image
 
 from fas.data.faces import decode_image, detect_and_crop, encode_image, make_detector
+from fas.quality import CODES
 from fas.serve.config import parse_app_config
 
 METRICS = {"threshold": 0.5, "threshold_rule": "dev_eer"}
@@ -109,6 +111,31 @@ def app_args(folders: dict[str, Path], **overrides) -> dict:
     return args
 
 
+def attending_folder(folders: dict[str, Path], mask: str) -> Path:
+    """A copy of the AG-FAS folder whose cross-attention reads the cue (an untrained OA-Net's output projections
+    start at zero and ignore it), its cues said to be masked by ``mask`` (DFG†: ``landmarks``) or not."""
+    import torch
+
+    copy = folders["agfas"].parent / f"agfas_attending_{mask}"
+    if not copy.exists():
+        shutil.copytree(folders["agfas"], copy)
+        state, rng = torch.load(copy / "model.pt"), torch.Generator().manual_seed(0)
+        for key in [k for k in state if k.endswith("attn.out_proj.weight")]:
+            state[key] = torch.randn(state[key].shape, generator=rng) * 0.5
+        torch.save(state, copy / "model.pt")
+        meta = json.loads((copy / "model_config.json").read_text())
+        meta["cue"]["mask"] = mask
+        (copy / "model_config.json").write_text(json.dumps(meta))
+    return copy
+
+
+def masked_args(folders: dict[str, Path], mask: str = "landmarks") -> dict:
+    """The attending AG-FAS model alone, its cues masked to the face (DFG†) or not."""
+    args = app_args({"agfas": folders["agfas"]})
+    args["models"][0]["path"] = str(attending_folder(folders, mask))
+    return args
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -132,6 +159,7 @@ def served(ray_local, model_folders):
     remote = app_args(first, face={"detector": "haar", "size": 128, "deployment": TINY_CPU},
                       fusion={"rule": "weighted_mean", "deployment": TINY_CPU})
     serve.run(build_app(remote), name="remote", route_prefix="/remote")
+    serve.run(build_app(masked_args(model_folders)), name="masked", route_prefix="/masked")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
 
@@ -199,6 +227,13 @@ def check_answer(body: dict, folders: dict, response: requests.Response | None =
         assert 0 < body["latency_ms"] <= response.elapsed.total_seconds() * 1000
     else:
         assert body["latency_ms"] > 0
+    # no uncertain band configured here: the three-way decision is the two-way one; warnings in their fixed order
+    assert body["decision"] == ("live" if body["live"] else "spoof")
+    codes = [w["code"] for w in body["warnings"]]
+    assert codes == [c for c in CODES if c in codes] and all(w["detail"] for w in body["warnings"])
+    assert (body["face"]["detected"] is False) == ("no_face" in codes)
+    if response is not None:  # the request id in the answer is the one of the X-Request-ID header
+        assert body["request_id"] == response.headers["X-Request-ID"]
 
 
 def test_liveness_multipart_astronaut(served, model_folders, jpeg):
@@ -333,6 +368,20 @@ def test_face_stage_in_the_ingress_or_a_deployment_scores_alike(served, model_fo
     inside, deployed = post_file(served, jpeg).json(), post_file(f"{served}/remote", jpeg).json()
     assert deployed["face"] == inside["face"] and deployed["face"]["detected"]
     assert deployed["models"][name]["score"] == pytest.approx(inside["models"][name]["score"], abs=1e-6)
+
+
+def test_masked_cues_are_served_masked_by_the_face_stages_box(served, model_folders, jpeg):
+    """A DFG† model's cues are masked in Serve (ingress -> model replica with the face's place in its crop -> cue
+    deployment) as the in-process pipeline masks them, and the mask changes the score against unmasked cues."""
+    from fas.serve.load import InProcessPipeline
+
+    answer = post_file(f"{served}/masked", jpeg)
+    assert answer.status_code == 200, answer.text
+    served_score = answer.json()["models"]["agfas"]["score"]
+    local = InProcessPipeline(masked_args(model_folders))(jpeg)["models"]["agfas"]["score"]
+    unmasked = InProcessPipeline(masked_args(model_folders, "none"))(jpeg)["models"]["agfas"]["score"]
+    assert served_score == pytest.approx(local, abs=1e-5)
+    assert abs(served_score - unmasked) > 1e-3, (served_score, unmasked)
 
 
 def test_reject_policies(served, jpeg, astronaut_rgb):

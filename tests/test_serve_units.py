@@ -109,26 +109,33 @@ def test_repo_serve_configs_are_valid(name, models):
     assert [(m.name, m.path) for m in cfg.models] == models
 
 
-def test_model_server_scores_a_lone_call_at_once_and_batches_a_burst(tmp_path, monkeypatch, astronaut_rgb):
-    """Idle replica: the call is scored alone, without waiting for a batch; calls that arrive while it runs
-    meet in one batch (the batch wait here is long, so only the bypass can answer the first call alone)."""
-    import asyncio
+def private_deployments(monkeypatch):
+    """A private copy of fas.serve.deployments for calling a replica class in-process: the batch queue made here
+    holds a weakref that would make the real class unpicklable for the Serve deployments of later tests."""
     import importlib.util
 
     import fas.serve.deployments
-    from tests.test_serve import build_pdle_folder
 
-    # a private copy of the module: the batch queue made here holds a weakref that would make the real class
-    # unpicklable for the Serve deployments of later tests in this process
     spec = importlib.util.spec_from_file_location("deployments_copy", fas.serve.deployments.__file__)
     deployments = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(deployments)
-    build_pdle_folder(tmp_path, seed=0)
-    (tmp_path / "metrics.json").write_text(json.dumps({"threshold": 0.5}))
     monkeypatch.setattr(deployments, "match_torch_threads", lambda: 1)  # no Ray worker here to read CPUs from
     # @serve.batch reads the replica's max_ongoing_requests only to warn; there is no replica here
     monkeypatch.setattr("ray.serve.batching._BatchQueue._warn_if_max_batch_size_exceeds_max_ongoing_requests",
                         lambda self: None)
+    return deployments
+
+
+def test_model_server_scores_a_lone_call_at_once_and_batches_a_burst(tmp_path, monkeypatch, astronaut_rgb):
+    """Idle replica: the call is scored alone, without waiting for a batch; calls that arrive while it runs
+    meet in one batch (the batch wait here is long, so only the bypass can answer the first call alone)."""
+    import asyncio
+
+    from tests.test_serve import build_pdle_folder
+
+    deployments = private_deployments(monkeypatch)
+    build_pdle_folder(tmp_path, seed=0)
+    (tmp_path / "metrics.json").write_text(json.dumps({"threshold": 0.5}))
     server = deployments.ModelServer.func_or_class(load_model_card(ModelEntry(name="m", path=str(tmp_path))), 4, 0.3)
     calls, predict = [], server.predictor.predict
     monkeypatch.setattr(server.predictor, "predict", lambda images: calls.append(len(images)) or predict(images))
@@ -156,3 +163,45 @@ def test_thread_local_face_gives_each_thread_its_own_detector():
     with ThreadPoolExecutor(2) as pool:
         others = list(pool.map(lambda _: id(face.pipeline()), range(2)))
     assert id(face.pipeline()) not in others
+
+
+def test_model_server_explains_agfas_with_the_heatmap_of_the_cue_it_scored(tmp_path, monkeypatch, astronaut_rgb):
+    """explain=True adds fas.explain's numbers and the cue heat-map (base64 PNG) of the very cue the model
+    scored; the score is the one answered without explain, and without explain nothing is added."""
+    import asyncio
+    import base64
+
+    from fas.cues import CueGenerator, decode_cues
+    from fas.data.faces import decode_image
+    from tests.test_serve import build_agfas_folder
+
+    deployments = private_deployments(monkeypatch)
+    build_agfas_folder(tmp_path, seed=0)
+    (tmp_path / "metrics.json").write_text(json.dumps({"threshold": 0.5}))
+    card = load_model_card(ModelEntry(name="agfas", path=str(tmp_path)))
+    generator, cues = CueGenerator(card.generator, card.cue), []
+
+    class LocalCues:  # the generator deployment's handle, in this process
+        async def remote(self, image, geometry=None):
+            cues.append(generator([image], None)[0])
+            return cues[-1]
+
+    server = deployments.ModelServer.func_or_class(card, 2, 0.01, LocalCues())
+    crop = encode_image(astronaut_rgb[:256, 128:384])
+    plain, explained = asyncio.run(server(crop)), asyncio.run(server(crop, explain=True))
+    assert "explanation" not in plain and explained["score"] == pytest.approx(plain["score"], abs=1e-6)
+    explanation = explained["explanation"]
+    assert set(explanation["images"]) == {"cue"} and explanation["method"] == card.method
+    cue = decode_cues([cues[1]])[0]
+    assert explanation["cue_rms"] == pytest.approx(float(np.sqrt(np.mean(np.square(cue)))), rel=1e-5)
+    heatmap = decode_image(base64.b64decode(explanation["images"]["cue"]))
+    assert heatmap.shape == (cue.shape[1], cue.shape[2], 3)
+
+
+def test_quality_section_of_the_app_config():
+    """``quality:`` in the app config reaches the face stage and the decision band."""
+    cfg = parse_app_config({"models": [{"name": "a", "path": "x"}],
+                            "quality": {"min_face_px": 100, "uncertain_band": [0.4, 0.6]}})
+    assert cfg.quality.min_face_px == 100 and cfg.quality.uncertain_band == [0.4, 0.6]
+    with pytest.raises(ValueError, match="uncertain_band"):
+        parse_app_config({"models": [{"name": "a", "path": "x"}], "quality": {"uncertain_band": [0.6, 0.4]}})

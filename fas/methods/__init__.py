@@ -82,9 +82,14 @@ def model_inputs(meta: dict) -> tuple[str, ...]:
 
 
 def load_predictor(folder: str | Path, device: str | None = None):
-    """The folder's predictor on ``device`` (default: a GPU when this process has one, else CPU)."""
+    """The folder's predictor on ``device`` (default: a GPU when this process has one, else CPU); an ``.onnx``
+    file written by ``fas export`` gives its onnxruntime predictor (CPU) with the same interface."""
     import torch
 
+    if str(folder).endswith(".onnx"):
+        from fas.onnx_predictor import OnnxPredictor
+
+        return OnnxPredictor.load(folder)
     meta = read_model_meta(folder)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return resolve(get_method(meta["method"], meta.get("method_module")).predictor).load(Path(folder), meta, device)

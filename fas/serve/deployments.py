@@ -11,10 +11,12 @@ arrays. Resources, replicas and autoscaling come from the config through ``.opti
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 
 from ray import serve
 
+from fas.quality import QualityConfig
 from fas.serve.config import FaceConfig, ModelCard
 from fas.serve.pipeline import ThreadLocalFace, present
 
@@ -37,8 +39,8 @@ class FaceStage:
     """Decode, detect and crop in replicas of its own (``face.deployment`` set): for a detector that needs its own
     scaling or a GPU. Sync: Serve runs it in its thread pool, so the replica keeps accepting calls."""
 
-    def __init__(self, cfg: FaceConfig, kinds: list[str]):
-        self.face = ThreadLocalFace(cfg, set(kinds))
+    def __init__(self, cfg: FaceConfig, kinds: list[str], quality: QualityConfig | None = None):
+        self.face = ThreadLocalFace(cfg, set(kinds), quality)
 
     def __call__(self, data: bytes) -> dict:
         return self.face(data)
@@ -89,22 +91,34 @@ class ModelServer:
 
         self.card, self.cue_source = card, cue_source
         threads = match_torch_threads()
-        self.predictor = load_predictor(card.path)
+        self.predictor = load_predictor(card.weights)
         self.categories = tuple(getattr(self.predictor, "categories", None) or card.categories or ()) or None
         self.predict_batch.set_max_batch_size(max_batch_size)
         self.predict_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.in_flight = 0
         log.info("model %s (%s) loaded from %s; %d torch threads", card.name, card.version, card.path, threads)
 
-    async def __call__(self, image: bytes, geometry=None) -> dict:
-        item = (image,) if self.cue_source is None else (image, await self.cue_source.remote(image, geometry))
+    async def __call__(self, image: bytes, geometry=None, explain: bool = False) -> dict:
+        cue = None if self.cue_source is None else await self.cue_source.remote(image, geometry)
+        item = (image,) if cue is None else (image, cue)
         self.in_flight += 1
         try:
-            if self.in_flight == 1:
-                return (await self.score([item]))[0]
-            return await self.predict_batch(item)
+            result = (await self.score([item]))[0] if self.in_flight == 1 else await self.predict_batch(item)
         finally:
             self.in_flight -= 1
+        if explain:  # drawn after scoring, outside the batch: no batch waits for another request's pictures
+            result["explanation"] = await asyncio.to_thread(self.explanation, result, image, cue)
+        return result
+
+    def explanation(self, row: dict, image: bytes, cue: bytes | None) -> dict:
+        """``fas.explain``'s numbers and pictures (base64 PNG: class bars, level bars, the cue's heat-map over the
+        crop) for this answer; the crop itself is left out (the client sent the image)."""
+        from fas.cues import decode_cues
+        from fas.explain import explain
+
+        out = explain(row, self.predictor.meta, image, None if cue is None else decode_cues([cue])[0])
+        numbers, _ = out.pop("explanation"), out.pop("crop")
+        return {**numbers, "images": {name: base64.b64encode(png).decode() for name, png in out.items()}}
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def predict_batch(self, inputs: list[tuple]) -> list[dict]:

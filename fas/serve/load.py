@@ -131,21 +131,48 @@ def http_load(url: str, image: bytes, requests: int, concurrency: int, max_secon
             **latency_stats([t for t, s in results if s == 200], wall)}
 
 
+class LocalModel:
+    """One served model in this process: its predictor and, for a model that reads cues (AG-FAS), the generator
+    that makes them, masked as its cue cache was (DFG†). The in-process baseline and ``fas predict`` both score
+    with it, so they compute what a Serve model deployment computes."""
+
+    def __init__(self, card, margin: float, predictor=None, device: str | None = None):
+        from fas.cues import CueGenerator
+        from fas.methods import load_predictor
+
+        self.card, self.margin = card, margin
+        self.predictor = predictor if predictor is not None else load_predictor(card.weights, device)
+        self.cue_maker = CueGenerator(card.generator, card.cue, device) if card.generator else None
+
+    def cues(self, crops: list[bytes], faces: list[dict]) -> list[bytes]:
+        """The cues of ``crops``; where each face lies in its crop comes from the face stage's answer (box, and
+        landmarks where it gives them) and the face stage's margin."""
+        from fas.methods.dfg.mask import geometry_from_face
+
+        if (self.card.cue or {}).get("mask", "none") == "none":
+            return self.cue_maker(crops)
+        return self.cue_maker(crops, [geometry_from_face(face, self.margin, self.card.input) for face in faces])
+
+    def inputs(self, crops: list[bytes], faces: list[dict]) -> list[list[bytes]]:
+        """The predictor's columns for ``crops`` (the card's input kind): the crops, and their cues if it reads
+        them; ``faces``: the face stage's answers."""
+        return [crops, self.cues(crops, faces)] if self.cue_maker else [crops]
+
+    def predict(self, crops: list[bytes], faces: list[dict]) -> dict:
+        return self.predictor.predict(*self.inputs(crops, faces))
+
+
 class InProcessPipeline:
     """The served computation without Serve: validation, face stage, each predictor, fusion, in one process."""
 
     def __init__(self, app_args: dict):
-        from fas.cues import CueGenerator
-        from fas.methods import load_predictor
         from fas.serve.config import load_model_card, parse_app_config
         from fas.serve.pipeline import FacePipeline
 
         self.cfg = parse_app_config(app_args)
         self.cards = {m.name: load_model_card(m) for m in self.cfg.models}
-        self.face = FacePipeline(self.cfg.face, {m.input for m in self.cfg.models})
-        self.predictors = {name: load_predictor(card.path) for name, card in self.cards.items()}
-        self.cue_makers = {name: CueGenerator(card.generator, card.cue) for name, card in self.cards.items()
-                           if card.generator}
+        self.face = FacePipeline(self.cfg.face, {m.input for m in self.cfg.models}, self.cfg.quality)
+        self.models = {name: LocalModel(card, self.cfg.face.margin) for name, card in self.cards.items()}
 
     def __call__(self, data: bytes) -> dict:
         from fas.serve.pipeline import fuse, present
@@ -154,22 +181,10 @@ class InProcessPipeline:
         check_image(data, self.cfg.limits)
         face = self.face(data)
         results = {}
-        for name, predictor in self.predictors.items():
-            card = self.cards[name]
-            crops = [face["inputs"][card.input]]
-            out = predictor.predict(crops, *([self.cues(name, crops, face)] if name in self.cue_makers else []))
-            results[name] = present(out, 0, getattr(predictor, "categories", None) or card.categories)
+        for name, model in self.models.items():
+            out = model.predict([face["inputs"][model.card.input]], [face])
+            results[name] = present(out, 0, getattr(model.predictor, "categories", None) or model.card.categories)
         return fuse(results, self.cards, self.cfg.fusion)
-
-    def cues(self, name: str, crops: list[bytes], face: dict) -> list[bytes]:
-        """The model's cues of its crops, masked as its cue cache was (DFG†): where the face lies in the crop comes
-        from the face stage's box (and landmarks, where it gives them) and the face stage's margin."""
-        from fas.methods.dfg.mask import geometry_from_face
-
-        card = self.cards[name]
-        if (card.cue or {}).get("mask", "none") == "none":
-            return self.cue_makers[name](crops)
-        return self.cue_makers[name](crops, [geometry_from_face(face, self.cfg.face.margin, card.input)])
 
 
 def local_cpus() -> int:

@@ -11,6 +11,7 @@ import threading
 import numpy as np
 
 from fas.data.faces import decode_image, detect_and_crop, encode_image, make_detector
+from fas.quality import QualityConfig, quality_warnings
 from fas.serve.config import FaceConfig, FusionConfig, ModelCard
 
 
@@ -19,10 +20,12 @@ class InvalidImage(ValueError):
 
 
 class FacePipeline:
-    """Detect once, then crop: ``face`` (largest face, or the whole frame when there is none) and ``frame``."""
+    """Detect once, then crop: ``face`` (largest face, or the whole frame when there is none) and ``frame``; the
+    capture-quality warnings are measured here, where the decoded frame is."""
 
-    def __init__(self, cfg: FaceConfig, kinds: set[str]):
+    def __init__(self, cfg: FaceConfig, kinds: set[str], quality: QualityConfig | None = None):
         self.cfg = cfg
+        self.quality = quality or QualityConfig()
         self.kinds = kinds
         self.detector = make_detector(cfg.detector, cfg.detector_weights)
         self.whole = make_detector("none")
@@ -45,9 +48,11 @@ class FacePipeline:
         """Detection, and the face crop when a model reads one (``inputs`` holds ``face`` only)."""
         face = self._crop(self.detector, rgb)
         landmarks = face.landmarks.tolist() if face.detected and face.landmarks is not None else None
-        return {"detected": face.detected, "box": list(face.box) if face.detected else None, "landmarks": landmarks,
-                "num_faces": face.num_faces, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
-                "inputs": {"face": encode_image(face.crop)} if "face" in self.kinds else {}}
+        out = {"detected": face.detected, "box": list(face.box) if face.detected else None,
+               "landmarks": landmarks, "num_faces": face.num_faces, "width": int(rgb.shape[1]),
+               "height": int(rgb.shape[0]), "inputs": {"face": encode_image(face.crop)} if "face" in self.kinds else {}}
+        out["warnings"] = quality_warnings(rgb, out, self.quality)
+        return out
 
     def __call__(self, data: bytes) -> dict:
         rgb = self.decode(data)
@@ -63,14 +68,14 @@ class ThreadLocalFace:
     the ingress and the face deployment both run the stage in a thread pool so that their event loop keeps going.
     """
 
-    def __init__(self, cfg: FaceConfig, kinds: set[str]):
-        self.cfg, self.kinds = cfg, set(kinds)
+    def __init__(self, cfg: FaceConfig, kinds: set[str], quality: QualityConfig | None = None):
+        self.cfg, self.kinds, self.quality = cfg, set(kinds), quality
         self.local = threading.local()
         self.pipeline()  # a bad detector config fails at startup, not on the first request
 
     def pipeline(self) -> FacePipeline:
         if not hasattr(self.local, "pipeline"):
-            self.local.pipeline = FacePipeline(self.cfg, self.kinds)
+            self.local.pipeline = FacePipeline(self.cfg, self.kinds, self.quality)
         return self.local.pipeline
 
     def __call__(self, data: bytes) -> dict:

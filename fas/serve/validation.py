@@ -57,30 +57,31 @@ def check_declared_length(content_length: str | None, cap: int) -> None:
         raise BadInput(413, "too_large", f"request body of {content_length} bytes exceeds the limit of {cap}")
 
 
-def check_media_type(mtype: str) -> None:
+def check_media_type(mtype: str, field: str = FIELD) -> None:
     if mtype not in (MULTIPART, JSON):
         raise BadInput(415, "unsupported_media_type",
                        f"Content-Type {mtype or '(none)'!r} is not accepted; send {MULTIPART} with a file field "
-                       f"'{FIELD}', or {JSON} with {{\"{FIELD}\": \"<base64>\"}}")
+                       f"'{field}', or {JSON} with {{\"{field}\": \"<base64>\"}}")
 
 
-def image_from_json(body: bytes) -> bytes:
-    """``{"image": "<base64>"}`` -> bytes; a data URL prefix and line breaks (``base64`` wraps at 76) are fine."""
+def image_from_json(body: bytes, field: str = FIELD) -> bytes:
+    """``{"image": "<base64>"}`` (or ``field``: ``video``) -> bytes; a data URL prefix and line breaks (``base64``
+    wraps at 76) are fine."""
     if not body:
         raise BadInput(400, "empty_body", "the request body is empty")
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get(FIELD), str):
-        raise BadInput(400, "missing_image", f"the JSON body must be an object with a base64 string '{FIELD}'")
-    text = doc[FIELD]
+    if not isinstance(doc, dict) or not isinstance(doc.get(field), str):
+        raise BadInput(400, f"missing_{field}", f"the JSON body must be an object with a base64 string '{field}'")
+    text = doc[field]
     if text.startswith("data:") and "," in text:
         text = text.split(",", 1)[1]
     try:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise BadInput(400, "bad_base64", f"'{FIELD}' is not valid base64: {exc}") from None
+        raise BadInput(400, "bad_base64", f"'{field}' is not valid base64: {exc}") from None
 
 
 def _open_header(data: bytes) -> Image.Image:
