@@ -7,6 +7,7 @@ rule ``test_eer`` is named. Video samples are scored per video (mean of frame sc
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pandas as pd
 
@@ -67,7 +68,8 @@ def score_cache(cfg: EvaluateConfig) -> pd.DataFrame:
 
 def evaluate(cfg: EvaluateConfig) -> dict:
     from fas.eval.report import evaluate_scores, write_results
-    from fas.methods import read_model_meta
+    from fas.eval.gallery import write_gallery
+    from fas.methods import model_inputs, read_model_meta
     from fas.provenance import training_record
 
     meta = read_model_meta(cfg.checkpoint)
@@ -103,6 +105,10 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         if len(protocol.test_domains) > 1:
             metrics["per_domain"] = per_domain_metrics(test, dev, protocol.test_domains, **options)
             metrics["published"] = PUBLISHED.get(protocol.name)
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    gallery = write_gallery(Path(cfg.out), scores, metrics["threshold"], cfg.cache,
+                            with_cue="cue" in model_inputs(meta))
     write_results(cfg.out, scores, metrics, {"evaluate": dataclasses.asdict(cfg), "model": meta,
-                                             "training": training_record(cfg.checkpoint)})
+                                             "training": training_record(cfg.checkpoint)},
+                  pictures={"Most wrong frames": gallery.name} if gallery else None)
     return metrics

@@ -167,6 +167,9 @@ def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(
                                                                             state["val_auc"], state["val_hter"])
     assert (tmp_path / "eval" / "training_curves.png").read_bytes() == (run_dir / "curves.png").read_bytes()
     assert "![Training curves (the evaluated run)](training_curves.png)" in (tmp_path / "eval" / "report.md").read_text()
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "![Most wrong frames](worst_frames.png)" in report
+    assert (tmp_path / "eval" / "worst_frames.png").read_bytes()[:4] == b"\x89PNG"
     logged = tensorboard_scalars(run_dir / "tensorboard")  # opt-in: each checkpoint's report, by epoch
     assert sorted(logged["train/loss"]) == list(range(6)) and logged["train/loss"][5] == pytest.approx(state["loss"])
     assert logged["train/val_auc"][5] == pytest.approx(state["val_auc"])

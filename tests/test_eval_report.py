@@ -267,3 +267,11 @@ def test_report_html_is_the_markdown_with_every_picture_inlined(tmp_path):
     assert [base64.b64decode(b) for b in inlined] == [paths[p].read_bytes() for p in pictures]
     assert "<table>" in html and "<td>APCER_AP" not in html and "<strong>APCER_AP</strong>" in html
     assert not re.search(r'src="(?!data:)', html)
+
+
+def test_the_gallery_takes_the_lowest_scored_bona_fide_and_the_highest_scored_attacks():
+    from fas.eval.gallery import worst_frames
+
+    scores = pd.DataFrame({"frame_id": list("abcdefgh"), "label": [1, 1, 1, 1, 0, 0, 0, 0],
+                           "score": [0.9, 0.1, 0.5, 0.3, 0.2, 0.8, 0.4, 0.95]})
+    assert worst_frames(scores, per_class=2)["frame_id"].tolist() == ["b", "d", "h", "f"]

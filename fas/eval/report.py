@@ -387,9 +387,11 @@ def write_pictures(folder: Path, scores_df: pd.DataFrame, metrics: Mapping) -> d
     return {caption: path.name for caption, path in made.items()}
 
 
-def write_results(folder, scores_df: pd.DataFrame, metrics: Mapping, config: Mapping) -> dict[str, Path]:
+def write_results(folder, scores_df: pd.DataFrame, metrics: Mapping, config: Mapping,
+                  pictures: Mapping[str, str] | None = None) -> dict[str, Path]:
     """Write scores.csv, metrics.json, report.md and report.html, the pictures (roc.png, det.png, scores.png,
-    apcer.png, confusion.png) and config.yaml (config + package versions) to ``folder``."""
+    apcer.png, confusion.png; ``pictures``: more, caption -> a file already in ``folder``) and config.yaml (config
+    + package versions) to ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {name: folder / name for name in ("scores.csv", "metrics.json", "report.md", "report.html", "roc.png",
@@ -399,7 +401,7 @@ def write_results(folder, scores_df: pd.DataFrame, metrics: Mapping, config: Map
     tmp.replace(paths["scores.csv"])
     _write(paths["metrics.json"], metrics_json(metrics))
     plot_roc(scores_df, metrics, paths["roc.png"])
-    pictures = write_pictures(folder, scores_df, metrics)
+    pictures = {**write_pictures(folder, scores_df, metrics), **(pictures or {})}  # + the caller's, made in folder
     curves = Path((config.get("training") or {}).get("path", "")).parent / "curves.png"
     if config.get("training") and curves.is_file():  # the evaluated run's training curves, beside its results
         shutil.copyfile(curves, folder / "training_curves.png")
