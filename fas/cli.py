@@ -116,6 +116,32 @@ def cmd_bench(args) -> int:
     return bench_main(args.rest)
 
 
+def cmd_drill(args) -> int:
+    from fas.drills import DRILLS, drill_table, run_drills, write_json
+
+    if args.list:
+        print("\n".join(DRILLS))
+        return 0
+    names = args.only or list(DRILLS)
+    unknown = [n for n in names if n not in DRILLS]
+    if unknown:
+        raise ValueError(f"no drill {', '.join(unknown)}; `fas drill --list` names them")
+    import os
+    import platform
+    import tempfile
+
+    from fas.ray_utils import init_ray
+
+    init_ray(num_cpus=args.num_cpus)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="fas_drill_"))
+    results = run_drills(names, workdir)
+    print(drill_table(results))
+    print(f"work folders: {workdir}")
+    if args.json:
+        write_json(results, Path(args.json), f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}")
+    return 0 if all(r.passed for r in results) else 1
+
+
 def cmd_bench_data(args) -> int:
     from fas.data.bench import run_benchmark
 
@@ -299,6 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
                                        "ROC (fas compare --help)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("drill", help="fault drills on the generated data: kill, fill, tamper; one table of what the "
+                                      "system did and what each fault cost")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="these drills (default: all; --list names them)")
+    p.add_argument("--list", action="store_true")
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--workdir", help="where the drills build their data and runs (default: a new temporary folder)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded Ray cluster")
+    p.set_defaults(func=cmd_drill)
 
     p = sub.add_parser("bench-data", help="data-plane throughput: Ray Data pipeline vs a single-process loop")
     p.add_argument("--out", required=True)

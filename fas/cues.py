@@ -167,9 +167,9 @@ def make_cues(cfg: CueConfig) -> dict:
     out, start = Path(cfg.out), time.perf_counter()
     shard_dir = out / SHARD_DIR
     shard_dir.mkdir(parents=True, exist_ok=True)
-    (out / CACHE_INDEX).unlink(missing_ok=True)  # incomplete until every frame has its row
     done = done_frames(shard_dir) & set(source_ids)
-    check_resume_settings(out, cfg, checkpoint, resuming=bool(done))
+    check_resume_settings(out, cfg, checkpoint, resuming=bool(done))  # a refused rerun leaves the cache as it was
+    (out / CACHE_INDEX).unlink(missing_ok=True)  # incomplete until every frame has its row
     pending = len(set(source_ids) - done)
     if pending:
         init_ray(cfg.address)

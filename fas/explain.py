@@ -111,10 +111,11 @@ def explain(row: dict, meta: dict, crop: bytes, cue: np.ndarray | None = None,
     return out
 
 
-def reconstructions(cue_generator, crops: list[bytes]) -> np.ndarray:
+def reconstructions(cue_generator, crops: list[bytes], keys: list[str] | None = None) -> np.ndarray:
     """The generator's reconstructions (B, 3, S, S in [-1, 1]) of ``crops``, made as ``fas.cues.CueGenerator``
     makes them for the cues (same preprocessing, same per-crop noise seeds), so the picture is the one the cue
-    came from. Diffusion generators (DFG) take a noise step and seeds; one-pass generators only the frames."""
+    came from. Diffusion generators (DFG) take a noise step and seeds; one-pass generators only the frames.
+    ``keys``: the noise keys (a cue cache's frame ids); default: Serve's, a hash of each crop's bytes."""
     import torch
 
     maker = cue_generator.maker
@@ -123,7 +124,7 @@ def reconstructions(cue_generator, crops: list[bytes]) -> np.ndarray:
         if hasattr(maker, "generator"):
             from fas.methods.dfg.model import noise_seeds
 
-            keys = [hashlib.sha256(b).hexdigest()[:16] for b in crops]  # CueGenerator's key of a crop
+            keys = keys or [hashlib.sha256(b).hexdigest()[:16] for b in crops]  # CueGenerator's key of a crop
             recon = maker.generator.reconstruct(x, maker.noise_step, maker.ddim_steps, noise_seeds(maker.seed, keys))
         else:
             recon = maker.reconstruct(x)

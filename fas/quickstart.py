@@ -138,22 +138,36 @@ def train_and_evaluate(out: Path, cfg: QuickstartConfig, method) -> dict:
 
 
 def publish_model(checkpoint: Path, eval_dir: Path, target: Path, method) -> Path:
-    """Copy the portable weights, their config, the evaluation metrics (threshold included) and the method's
-    companion folders (AG-FAS: the generator that makes the cues) to ``target``; engine state stays behind."""
+    """Copy the portable weights, their config and ``checksums.json``, the evaluation metrics (threshold included)
+    and the method's companion folders (AG-FAS: the generator that makes the cues) to ``target``; engine state
+    stays behind. The copies are checked against the checksums before ``target`` is replaced (a checkpoint from
+    before checksums gets them recorded here)."""
     import shutil
 
     from fas.engine.loop import DS_TAG, STATE_FILE
+    from fas.integrity import CHECKSUMS_FILE, recorded_checksums, storage_errors, verify_folder, write_checksums
     from fas.methods.base import MODEL_CONFIG_FILE, WEIGHTS_FILE
 
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for name in (WEIGHTS_FILE, MODEL_CONFIG_FILE):
-        shutil.copy2(checkpoint / name, staging / name)
-    shutil.copy2(eval_dir / "metrics.json", staging / "metrics.json")
-    meta = json.loads((checkpoint / MODEL_CONFIG_FILE).read_text())
-    for name, source in method.companions(meta).items():
-        shutil.copytree(source, staging / name, ignore=shutil.ignore_patterns(DS_TAG, STATE_FILE))
+    try:
+        with storage_errors(staging):
+            staging.mkdir(parents=True)
+            for name in (WEIGHTS_FILE, MODEL_CONFIG_FILE, CHECKSUMS_FILE):
+                if name != CHECKSUMS_FILE or (checkpoint / name).is_file():
+                    shutil.copy2(checkpoint / name, staging / name)
+            shutil.copy2(eval_dir / "metrics.json", staging / "metrics.json")
+            meta = json.loads((checkpoint / MODEL_CONFIG_FILE).read_text())
+            for name, source in method.companions(meta).items():
+                shutil.copytree(source, staging / name, ignore=shutil.ignore_patterns(DS_TAG, STATE_FILE))
+        if not verify_folder(staging, (WEIGHTS_FILE, MODEL_CONFIG_FILE)):
+            write_checksums(staging, (WEIGHTS_FILE, MODEL_CONFIG_FILE))
+        for name in method.companions(meta):
+            if recorded_checksums(staging / name) is not None:
+                verify_folder(staging / name)
+    except BaseException:  # a full disk or a changed file: no half-published folder is left behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,33 @@ def actor_pool(min_size: int = 1, max_size: int | None = None):
                                       enable_true_multi_threading=True)
 
 
+def loopback_env() -> dict[str, str]:
+    """Environment of every process of the embedded cluster, Ray Train's workers included: gloo picks its interface
+    by resolving the host name (the LAN address where /etc/hosts says so) unless told; Ray Train's MASTER_ADDR is
+    the node IP, 127.0.0.1 once ``loopback_node_ip`` kept it."""
+    import psutil
+
+    names = [name for name, addrs in psutil.net_if_addrs().items() if any(a.address == "127.0.0.1" for a in addrs)]
+    return {"GLOO_SOCKET_IFNAME": names[0]} if names else {}
+
+
+@contextmanager
+def loopback_node_ip():
+    """Keep ``_node_ip_address="127.0.0.1"`` while Ray starts a local cluster. Ray swaps a loopback node IP for the
+    machine's LAN address unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which it reads once, when ``ray`` is first
+    imported (usually before ``init_ray`` runs): without this the GCS, raylet and every worker talk over eth0.
+    Only for the start: a later ``ray.init(address=...)`` in this process must find its real address again."""
+    from ray._private import ray_constants  # no public switch for this in Ray 2.60
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # the processes the driver starts read it too
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True):
     """Join ``address`` (or ``$RAY_ADDRESS``) when given, else start a local cluster bound to 127.0.0.1.
 
@@ -88,12 +116,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         log.info("joining Ray cluster at %s", address)
         ray.init(address=address, **kwargs)
     else:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         if quiet:  # workers' Ray Data progress bars (split coordinators, validation) would interleave in the driver's
             os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", str(RAY_DATA_LOGGING))
             kwargs["runtime_env"] = {"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"},
                                      "worker_process_setup_hook": "fas.ray_utils.quiet_ray_worker"}
-        ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False, **kwargs)
+        kwargs.setdefault("runtime_env", {}).setdefault("env_vars", {}).update(loopback_env())
+        with loopback_node_ip():
+            ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False, **kwargs)
         if quiet:
             show_driver_progress()
             quiet_ray_data()

@@ -64,8 +64,12 @@ def ray_local():
     """One small local Ray cluster bound to 127.0.0.1 for the whole session."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+    from fas.ray_utils import loopback_env, loopback_node_ip
+
+    if not ray.is_initialized():  # on loopback as init_ray keeps it: node IP and the gloo groups' interface
+        with loopback_node_ip():
+            ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": loopback_env()})
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()
@@ -120,19 +124,25 @@ def class8_cache(tmp_path_factory, ray_local):
 
 
 @pytest.fixture(scope="session")
-def dfg_run(class8_cache, tmp_path_factory):
-    """A tiny generator trained for 12 steps by 2 DeepSpeed workers (stand-in VAE fitted first)."""
+def dfg_killed(class8_cache, tmp_path_factory):
+    """A tiny generator trained for 12 steps by 2 DeepSpeed workers (stand-in VAE fitted first), one of which is
+    SIGKILLed in the middle of step 6 (the fault drill ``worker_killed_dfg``): (config, run, drill result)."""
     from fas.config import from_dict
-    from fas.engine import train
+    from fas.drills.fixtures import DFG_TINY
+    from fas.drills.training import kill_mid_step
     from fas.methods.dfg.config import DFGConfig
 
     storage = tmp_path_factory.mktemp("dfg_runs")
     cfg = from_dict(DFGConfig, dict(cache=str(class8_cache / "cache"), storage_path=str(storage), name="dfg",
-                                    model="dfg-tiny", steps=12, batch_size=8, lr=1e-3, checkpoint_every=4,
-                                    log_every=4, vae_fit_steps=20, vae_fit_images=64, engine="deepspeed",
-                                    zero_stage=2, num_workers=2, use_gpu=False, cpus_per_worker=0.5))
-    return cfg, train(cfg)
+                                    **DFG_TINY))
+    result, drill = kill_mid_step(cfg, kill_at=6)
+    return cfg, result, drill
 
+
+@pytest.fixture(scope="session")
+def dfg_run(dfg_killed):
+    """The tiny generator run (it survived a killed worker): (config, run)."""
+    return dfg_killed[:2]
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,7 @@ def test_quickstart_runs_end_to_end_on_generated_data(tmp_path):
     assert oulu["faces_found"] > oulu["no_face_kept"]  # the Haar detector finds the face in most generated frames
     assert "per-category accuracy" in proc.stdout and Path(summary["clipc8"]["report"]).exists()
     served = tmp_path / "qs" / "models" / "clipc8"
-    assert {p.name for p in served.iterdir()} == {"model.pt", "model_config.json", "metrics.json"}
+    assert {p.name for p in served.iterdir()} == {"model.pt", "model_config.json", "metrics.json", "checksums.json"}
     assert "threshold" in json.loads((served / "metrics.json").read_text())
 
 

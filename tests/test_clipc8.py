@@ -107,6 +107,24 @@ def tensorboard_scalars(folder: Path) -> dict[str, dict[int, float]]:
     return scalars
 
 
+def assert_mlflow_has_the_history(run_dir: Path, name: str, history: list[dict]) -> None:
+    """Opt-in MLflow (``mlflow: true``): read back with MLflow's own client, every metric's history (epoch, value)
+    is the run's ``train_state.json`` history, once per epoch though a worker was killed, and the params are its
+    config. MLflow 3 opens a file store only with MLFLOW_ALLOW_FILE_STORE=true (the run set it when it wrote)."""
+    from mlflow.tracking import MlflowClient
+
+    from fas.engine.tracking import MLFLOW_DIR
+
+    client = MlflowClient(tracking_uri=f"file:{run_dir / MLFLOW_DIR}")
+    (logged,) = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    assert logged.info.run_name == name and logged.info.status == "FINISHED"
+    for key in ("loss", "lr", "val_auc", "val_hter"):
+        points = sorted((m.step, m.value) for m in client.get_metric_history(logged.info.run_id, key))
+        assert points == [(h["epoch"], h[key]) for h in history], key
+    assert logged.data.params["engine.mlflow"] == "True" and logged.data.params["model"] == "clipc8-tiny"
+    assert logged.data.params["engine.num_workers"] == "2"
+
+
 @pytest.mark.slow
 def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(class8_cache, tmp_path):
     """2 DeepSpeed workers; one is SIGKILLed after two checkpoints: the run resumes from the last one, its loss
@@ -124,7 +142,7 @@ def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(
     cfg = from_dict(CLIPC8Config, dict(cache=str(class8_cache / "cache"), storage_path=str(tmp_path / "runs"),
                                        name="killed", model="clipc8-tiny", pretrained=None, epochs=6, lr=3e-4,
                                        num_workers=2, cpus_per_worker=0.5, batch_size=8, max_failures=2,
-                                       tensorboard=True))
+                                       tensorboard=True, mlflow=True))
     result = {}
     runner = threading.Thread(target=lambda: result.setdefault("r", train(cfg)))
     runner.start()
@@ -173,6 +191,8 @@ def test_deepspeed_workers_survive_a_killed_worker_and_the_checkpoint_evaluates(
     logged = tensorboard_scalars(run_dir / "tensorboard")  # opt-in: each checkpoint's report, by epoch
     assert sorted(logged["train/loss"]) == list(range(6)) and logged["train/loss"][5] == pytest.approx(state["loss"])
     assert logged["train/val_auc"][5] == pytest.approx(state["val_auc"])
+    assert_mlflow_has_the_history(run_dir, "killed", state["history"])
+
     evaluated = yaml.safe_load((tmp_path / "eval" / "config.yaml").read_text())
     assert evaluated["training"] == {"path": str(run_dir / "config.yaml"), **record}
     assert {"deepspeed", "open_clip_torch", "timm", "onnxruntime"} <= set(evaluated["package_versions"])

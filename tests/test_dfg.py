@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
@@ -181,7 +180,7 @@ def test_resumed_run_continues_from_its_step(dfg_run):
     resumed = train(replace(cfg, steps=16))
     state = json.loads((Path(resumed.checkpoint.path) / "train_state.json").read_text())
     assert state["step"] == 16
-    assert [h["resumed_from"] for h in state["history"]] == [0, 0, 0, 12]
+    assert [h["resumed_from"] for h in state["history"]] == [0, 4, 4, 12]  # killed in step 6 (dfg_killed)
 
 
 def corrupt_copy(cache: Path, out: Path, bad_frame: int = 5) -> str:
@@ -228,19 +227,9 @@ def test_cue_job_covers_every_frame_and_resumes(dfg_run, class8_cache, tmp_path)
     assert separation["real_rms"] == pytest.approx(rms[labels == 1].mean())
     assert separation["attack_rms"] == pytest.approx(rms[labels == 0].mean())
 
-    # interrupt: lose one shard; the rerun redoes only its frames, and they come out the same
-    shards = sorted((tmp_path / "cues" / "shards").glob("part-*.parquet"))
-    lost = pq.read_table(shards[0])
-    shards[0].unlink()
-    (tmp_path / "cues" / "cache.json").unlink()
+    # a rerun with other settings is refused before it touches the cache (a killed driver's rerun, which completes
+    # the cache with the same cues, is the fault drill tests/faults/test_job_faults.py)
     with pytest.raises(ValueError, match=r"begun with other settings \(noise_step: \d+ then, 400 now\)"):
         make_cues(dataclasses.replace(cue_cfg, noise_step=400))  # would mix two noise depths in one cache
-    again = make_cues(cue_cfg)
-    assert again["resumed_frames"] == table.num_rows - lost.num_rows
-    redone = read_cache_table(tmp_path / "cues")
-    before = {f: c for f, c in zip(lost["frame_id"].to_pylist(), lost["cue"].to_pylist())}
-    after = {f: c for f, c in zip(redone["frame_id"].to_pylist(), redone["cue"].to_pylist()) if f in before}
-    assert after.keys() == before.keys()
-    assert all((before[f] is None and after[f] is None) or
-               np.allclose(decode_cues([before[f]]), decode_cues([after[f]]), atol=2e-3) for f in before)
+    assert read_cache_table(tmp_path / "cues").num_rows == table.num_rows  # still whole and readable
     shutil.rmtree(tmp_path / "cues")

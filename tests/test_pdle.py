@@ -157,13 +157,4 @@ def test_leave_one_domain_out_training_and_evaluation(class8_cache):
     assert metrics["threshold_rule"] == "dev_eer" and metrics["hter"] < 0.5, metrics["hter"]
 
 
-@pytest.mark.slow
-def test_deepspeed_is_a_config_switch_and_a_rerun_resumes(class8_cache):
-    from fas.engine import train
-
-    cfg = _tiny_cfg(class8_cache, "ds", engine="deepspeed", epochs=2, protocol=None, label_encoding=False)
-    first = json.loads((Path(train(cfg).checkpoint.path) / "train_state.json").read_text())
-    assert first["epoch"] == 1
-    again = json.loads((Path(train(_tiny_cfg(class8_cache, "ds", engine="deepspeed", epochs=3, protocol=None,
-                                              label_encoding=False)).checkpoint.path) / "train_state.json").read_text())
-    assert [h["resumed_from"] for h in again["history"]] == [0, 0, 2]
+# DeepSpeed PDLE and its resume from a checkpoint: the fault drill tests/faults/test_training_faults.py

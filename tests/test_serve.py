@@ -11,7 +11,6 @@ import base64
 import io
 import json
 import shutil
-import socket
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from PIL import Image
 from fas.data.faces import decode_image, detect_and_crop, encode_image, make_detector
 from fas.quality import CODES
 from fas.serve.config import parse_app_config
+from fas.serve.bench import free_port
 
 METRICS = {"threshold": 0.5, "threshold_rule": "dev_eer"}
 LIMITS = {"max_bytes": 300_000, "max_pixels": 1_500_000, "min_side": 32}
@@ -119,13 +119,16 @@ def attending_folder(folders: dict[str, Path], mask: str) -> Path:
     copy = folders["agfas"].parent / f"agfas_attending_{mask}"
     if not copy.exists():
         shutil.copytree(folders["agfas"], copy)
-        state, rng = torch.load(copy / "model.pt"), torch.Generator().manual_seed(0)
+        state, rng = torch.load(copy / "model.pt", weights_only=True), torch.Generator().manual_seed(0)
         for key in [k for k in state if k.endswith("attn.out_proj.weight")]:
             state[key] = torch.randn(state[key].shape, generator=rng) * 0.5
         torch.save(state, copy / "model.pt")
         meta = json.loads((copy / "model_config.json").read_text())
         meta["cue"]["mask"] = mask
         (copy / "model_config.json").write_text(json.dumps(meta))
+        from fas.integrity import write_checksums  # a deliberate edit: recorded as the new published state
+
+        write_checksums(copy, ("model.pt", "model_config.json"))
     return copy
 
 
@@ -135,11 +138,6 @@ def masked_args(folders: dict[str, Path], mask: str = "landmarks") -> dict:
     args["models"][0]["path"] = str(attending_folder(folders, mask))
     return args
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -437,13 +435,16 @@ def test_openapi_and_docs(served):
 
 # ---------------------------------------------------------------- load job, replica kill
 @pytest.mark.slow
-def test_load_job_survives_a_replica_kill(served, model_folders):
+def test_load_job_survives_a_replica_kill(served, model_folders, tmp_path):
+    from ray import serve
+
+    from fas.drills.serve import RunningApp, serve_replica_killed
     from fas.serve.load import LoadConfig, run_load
 
     name = next(iter(model_folders))
     port = int(served.rsplit(":", 1)[1])
-    cfg = LoadConfig(requests=30, concurrency=4, max_seconds=120, kill=name, kill_at=0.3, port=port,
-                     app_name="load", route_prefix="/load", recovery_timeout_s=120)
+    cfg = LoadConfig(requests=30, concurrency=4, max_seconds=120, port=port, app_name="load", route_prefix="/load",
+                     keep=True)
     report = run_load(cfg, app_args(model_folders))
     assert report["serve"]["ok"] == 30 and report["serve"]["failed"] == 0
     assert report["in_process"]["ok"] == 30
@@ -452,7 +453,11 @@ def test_load_job_survives_a_replica_kill(served, model_folders):
     ratio = report["serve_vs_in_process"]
     assert ratio["throughput_ratio"] == pytest.approx(report["serve"]["req_per_s"] / report["in_process"]["req_per_s"])
     assert ratio["p50_latency_ratio"] == pytest.approx(report["serve"]["p50_ms"] / report["in_process"]["p50_ms"])
-    kill = report["kill"]
-    assert kill["killed_replica"].startswith(f"SERVE_REPLICA::load#Model_{name}#")
-    assert kill["answers_after_kill"] and kill["replaced_after_s"] is not None
-    assert kill["load"]["sent"] == 30
+    # the kill phase is the serve_replica_killed drill (fas drill), run on the load job's application
+    try:
+        kill = serve_replica_killed(tmp_path, app=RunningApp(f"{served}/load", "load", name, None))
+    finally:
+        serve.delete("load")
+    assert kill.figures["killed_replica"].startswith(f"SERVE_REPLICA::load#Model_{name}#")
+    assert kill.figures["answers_after_kill"] and kill.figures["replaced_after_s"] is not None
+    assert kill.figures["sent"] == 30 and kill.figures["failed"] == 0 and kill.passed

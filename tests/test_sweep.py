@@ -35,7 +35,8 @@ def test_a_small_pdle_k_sweep_writes_table_and_plot_and_resumes(tmp_path, class8
                      "params:\n  k: {grid: [2, 6]}\n")
     cfg = SweepConfig(space=str(space), name="k", storage_path=str(tmp_path / "sweeps"),
                       cache=str(class8_cache / "cache"), protocol=LOO, epochs=2,
-                      trial_cpus_per_worker=0.45)  # 2 CPUs: 0.9 for training leaves one for the data stages
+                      trial_cpus_per_worker=0.45,  # 2 CPUs: 0.9 for training leaves one for the data stages
+                      mlflow=True)
     run_sweep(cfg)
     table = pd.read_csv(tmp_path / "sweeps" / "k" / "results.csv")
     assert table["k"].tolist() == [2, 6] and table["status"].tolist() == ["done", "done"]
@@ -52,6 +53,7 @@ def test_a_small_pdle_k_sweep_writes_table_and_plot_and_resumes(tmp_path, class8
         assert [line["epoch"] for line in lines] == [0, 1]
         assert row.best_val_auc == pytest.approx(max(line["val_auc"] for line in lines))
         assert row.val_auc == pytest.approx(lines[-1]["val_auc"])
+    assert_mlflow_has_every_report(tmp_path / "sweeps" / "k", reported)
     assert (tmp_path / "sweeps" / "k" / "val_auc_vs_k.png").stat().st_size > 1000
     assert "| k |" in (tmp_path / "sweeps" / "k" / "results.md").read_text()
     reports = sorted((tmp_path / "sweeps" / "k").glob("*/result.json"))
@@ -59,6 +61,20 @@ def test_a_small_pdle_k_sweep_writes_table_and_plot_and_resumes(tmp_path, class8
     again = run_sweep(cfg)  # the folder exists: restored, and finished trials are not run again
     assert [p.read_text() for p in reports] == before and len(again) == 2
     assert all(json.loads(p.read_text().splitlines()[-1])["epoch"] == 1 for p in reports)
+
+
+def assert_mlflow_has_every_report(folder, reported: dict) -> None:
+    """Ray Tune's MLflowLoggerCallback (``mlflow: true``) logged one MLflow run per trial in ``SWEEP/mlruns``: its
+    params are the trial's, its val_auc history is what the trial reported, by training iteration."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"file:{folder / 'mlruns'}")
+    runs = client.search_runs([client.get_experiment_by_name(folder.name).experiment_id])
+    assert sorted(int(run.data.params["k"]) for run in runs) == sorted(reported)
+    for run in runs:
+        lines = reported[int(run.data.params["k"])]
+        history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_auc"))
+        assert history == [(line["training_iteration"], line["val_auc"]) for line in lines]
 
 
 def test_an_upstream_run_needs_its_method_and_swept_params(tmp_path):
@@ -119,3 +135,32 @@ def test_the_sweep_report_lists_every_trial_and_marks_the_best(tmp_path):
     assert [r.startswith("| **best** |") for r in rows] == [False, True, False, False]
     path = plot_sweep(table, "k", "val_hter", 1, tmp_path / "val_hter_vs_k.png", title="pdle")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_sweep_whose_every_trial_errored_says_so_and_lists_the_errors(tmp_path):
+    """No trial finished: the report says so, lists each trial with its error, and draws no plot (no best)."""
+    from types import SimpleNamespace
+
+    from fas.tune.sweep import write_sweep_report
+
+    def errored(k, message, history=None):
+        error = RuntimeError(f"Traceback ...\n  in run_trial\n{message}")  # Ray's: the exception's line last
+        return SimpleNamespace(config={"k": k}, metrics=None if history is None else history.iloc[-1].to_dict(),
+                               metrics_dataframe=history, error=error)
+
+    one_epoch = pd.DataFrame({"epoch": [0], "val_auc": [0.8], "val_hter": [0.2], "loss": [0.5]})
+    results = [errored(6, "ValueError: k=6 | too large"), errored(2, "MemoryError: worker OOM", one_epoch)]
+    space = {"method": "pdle", "metric": "val_auc", "mode": "max", "params": {"k": {}}}
+    paths = write_sweep_report(results, space, tmp_path)
+    table = pd.read_csv(paths["csv"])
+    assert table["k"].tolist() == [2, 6] and table["status"].tolist() == ["error", "error"]
+    assert table["error"].tolist() == ["MemoryError: worker OOM", "ValueError: k=6 | too large"]
+    assert table["best_val_auc"].tolist()[0] == 0.8 and table["epochs"].tolist() == [1, 0]
+    assert best_trial(table, space) is None and "plot" not in paths
+    text = paths["md"].read_text()
+    assert "No trial finished (none completed with a val_auc): 2 of 2 trials errored." in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "best_val_auc" not in line]
+    assert rows[0].startswith("|  | 2 | 0.8000 | 1 |") and rows[0].endswith("| error | MemoryError: worker OOM |")
+    assert rows[1].endswith("| error | ValueError: k=6 \\| too large |")
+    assert list(tmp_path.glob("*.png")) == []
+

@@ -8,7 +8,8 @@ Layout of a cache folder::
     CACHE/shards/part-<uuid>.parquet   ``rows_per_shard`` frames each: manifest columns + frame columns
     CACHE/cache.json                   written last: the shard list, counts, skipped files and the config
 
-Every shard is written to a temporary name and renamed, and ``cache.json`` is written only after all shards:
+Every shard is written to a temporary name and renamed (a full disk removes the temporary file and names the
+shard), and ``cache.json`` is written only after all shards:
 an interrupted preparation leaves no ``cache.json``, and ``read_cache`` refuses such a folder.
 Frame rows add to the manifest columns: ``frame_id``, ``frame_index``, ``image`` (encoded JPEG/PNG bytes),
 ``face_detected``, ``face_box`` (x0, y0, x1, y1 in the source frame, null when none), ``num_faces``, ``yaw`` /
@@ -38,6 +39,7 @@ from fas.data.faces import decode_image, detect_and_crop, encode_image, make_det
 from fas.data.pose import head_pose
 from fas.data.manifest import COLUMNS, is_synthetic, read_manifest
 from fas.data.video import VideoError, sample_frames
+from fas.integrity import write_atomic, write_text
 
 CACHE_INDEX = "cache.json"
 SHARD_DIR = "shards"
@@ -170,9 +172,7 @@ def write_shard(table: pa.Table, shard_dir: Path) -> str | None:
     if table.num_rows == 0:
         return None
     name = f"part-{uuid.uuid4().hex[:12]}.parquet"
-    tmp = shard_dir / f".{name}.tmp"
-    pq.write_table(table, tmp)
-    tmp.replace(shard_dir / name)
+    write_atomic(shard_dir / name, lambda tmp: pq.write_table(table, tmp))  # whole or absent; errors name the file
     return name
 
 
@@ -245,9 +245,7 @@ def finish(cfg: PrepareConfig, manifest: pa.Table, counts: dict, seconds: float,
     )
     summary["frames_per_second"] = round(summary["frames_sampled"] / max(summary["seconds"], 1e-9), 1)
     out = Path(cfg.out)
-    tmp = out / f".{CACHE_INDEX}.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(out / CACHE_INDEX)
+    write_text(out / CACHE_INDEX, json.dumps(summary, indent=2))
     return summary
 
 

@@ -41,6 +41,9 @@ class EngineConfig:
     compile: bool = False  # torch.compile the module (minutes of compilation at start, then faster steps)
     peak_tflops: float | None = None  # the device's peak for MFU; None: looked up by GPU name (none on CPU)
     tensorboard: bool = False  # also write each checkpoint's numbers to RUN/tensorboard (tensorboardX event files)
+    # also log each checkpoint's numbers (and the config as params) to MLflow: true = a file store in RUN/mlruns,
+    # experiment and run named after the run; or a tracking URI (file:/..., http://...); needs fas[mlflow]
+    mlflow: bool | str = False
     num_workers: int = 2
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
@@ -49,6 +52,9 @@ class EngineConfig:
     keep_checkpoints: int = 2
     seed: int = 0
     address: str | None = None  # Ray cluster to join; None: $RAY_ADDRESS or an embedded local one
+    # fault drills (`fas drill`): the last worker SIGKILLs itself in the middle of this step (after its backward,
+    # before its optimizer step), once per run (RUN/drill_kill.json records it); 0: never
+    drill_kill_at_step: int = 0
 
     @property
     def unit(self) -> str:

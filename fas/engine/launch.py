@@ -44,6 +44,7 @@ def train(cfg, callbacks: list | None = None) -> TrainRun:
 
     from fas.engine.data import train_order, training_datasets
     from fas.engine.loop import worker_loop
+    from fas.engine.tracking import ending_runs, tracking_callbacks
     from fas.methods import method_of_config
     from fas.provenance import write_run_config
     from fas.ray_utils import init_ray, storage_uri
@@ -56,11 +57,8 @@ def train(cfg, callbacks: list | None = None) -> TrainRun:
         cfg = resolve(method.prepare)(cfg)
     needs = resolve(method.data)(cfg)
     run_dir = Path(storage_uri(run.storage_path)) / run.name
+    tracking = tracking_callbacks(cfg, run_dir)  # opt-in TensorBoard / MLflow; a bad setting fails here
     write_run_config(run_dir, cfg, method)
-    if run.tensorboard:
-        from fas.engine.tracking import TensorBoardCallback
-
-        callbacks = [*(callbacks or []), TensorBoardCallback(run_dir, run.unit)]
     datasets = training_datasets(cfg, needs, validation_columns(method, cfg))
     resources = {"CPU": run.cpus_per_worker, **({"GPU": run.gpus_per_worker} if run.use_gpu else {})}
     trainer = TorchTrainer(
@@ -72,9 +70,10 @@ def train(cfg, callbacks: list | None = None) -> TrainRun:
         run_config=ray.train.RunConfig(name=run.name, storage_path=storage_uri(run.storage_path),
                                        failure_config=ray.train.FailureConfig(max_failures=run.max_failures),
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=run.keep_checkpoints),
-                                       callbacks=callbacks or []),
+                                       callbacks=[*(callbacks or []), *tracking]),
     )
-    result = trainer.fit()
+    with ending_runs(tracking):
+        result = trainer.fit()
     write_curves(result, run)
     return TrainRun(result, cfg)
 

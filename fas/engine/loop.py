@@ -8,7 +8,9 @@ one Ray Train report. A method's files never see any of this.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -21,6 +23,7 @@ import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from fas.engine.speed import apply_memory_options, counted, mfu, peak_tflops, set_worker_threads
+from fas.integrity import storage_errors, write_text
 from fas.methods.base import StepInfo, WorkerContext, resolve
 from fas.ray_utils import quiet_train_worker, say
 
@@ -58,12 +61,14 @@ class Run:
         self.flops_per_row = None  # counted on this attempt's first step
         self.peak = peak_tflops(self.ctx.device, self.run.half, self.run.peak_tflops)
         self.saved = self._restore()
-        self.step, self.epoch = self.saved.get("step", 0), self.saved.get("epoch", -1) + 1
+        self.step, self.epoch, self.epoch_batches = resume_position(self.saved, self.run.unit)
         self.history = self.saved.get("history", [])
         self.start = self.epoch if self.run.unit == "epoch" else self.step  # where this attempt began
         self.local_shuffle = local_shuffle  # batches of this worker's shuffle buffer (``train_order``)
-        for _ in range(self.start):  # the LR schedule where the run stopped
-            self._step_scheduler()
+        self._replay_schedule()
+        if self.rank == 0:
+            log_attempt({"resumed_from": self.start, "unit": self.run.unit, "step": self.step, "epoch": self.epoch,
+                         "epoch_batches": self.epoch_batches, "lr": self.task.optimizer.param_groups[0]["lr"]})
         self._new_window()
 
     @staticmethod
@@ -82,6 +87,17 @@ class Run:
             self.engine.load_checkpoint(folder, tag=DS_TAG)
             return json.loads((Path(folder) / STATE_FILE).read_text())
 
+    def _replay_schedule(self) -> None:
+        """The LR schedule where the run stopped: the restored optimizer holds the checkpoint's LR, and a chainable
+        scheduler (ExponentialLR, StepLR) would multiply that again; so start from the initial LR and step the fresh
+        scheduler as many times as the run had (the fault drill found the double step: PDLE's LR one decay ahead)."""
+        if self.task.scheduler is None or not self.start:
+            return
+        for group in self.task.optimizer.param_groups:
+            group["lr"] = group.get("initial_lr", group["lr"])
+        for _ in range(self.start):
+            self._step_scheduler()
+
     def _step_scheduler(self) -> None:
         if self.task.scheduler is not None:
             self.task.scheduler.step()
@@ -94,9 +110,9 @@ class Run:
         import ray.train
 
         shuffle = {}
-        if self.local_shuffle:
+        if self.local_shuffle:  # seeded by the epoch's first step: a resumed epoch shuffles as it began
             shuffle = {"local_shuffle_buffer_size": self.local_shuffle * self.task.batch_size,
-                       "local_shuffle_seed": self.step}
+                       "local_shuffle_seed": self.step - self.epoch_batches}
         shard = ray.train.get_dataset_shard("train")
         on_gpu = self.ctx.device.type == "cuda"
         return shard.iter_torch_batches(batch_size=self.task.batch_size, collate_fn=PreparedBatches(self.task),
@@ -110,8 +126,11 @@ class Run:
             self.flops_per_row = flops / len(next(iter(batch.values())))
         else:
             losses = self._forward_backward(batch, info)
+        if self.run.drill_kill_at_step == self.step + 1 and self.rank == self.world - 1:
+            drill_kill(self.step + 1, reported=min(len(self.history), self.run.keep_checkpoints))
         self.engine.step()
         self.step += 1
+        self.epoch_batches += 1
         for key, value in losses.items():
             self.window[key] += float(value.detach().float())
         self.window["_steps"] += 1
@@ -158,13 +177,78 @@ class Run:
         if self.rank == 0:
             say(progress_line(self.run, index, metrics))
         with checkpoint_folder(f"checkpoint_{self.run.unit}_{index:06d}", self.rank) as (folder, report):
-            self.engine.save_checkpoint(str(folder), tag=DS_TAG)
-            if self.rank == 0:
-                self.task.portable(folder)
-                state = {"epoch": self.epoch, **metrics, "history": self.history}
-                (folder / STATE_FILE).write_text(json.dumps(state))
+            with storage_errors(folder):  # a full disk or a read-only folder: an error naming the checkpoint
+                self.engine.save_checkpoint(str(folder), tag=DS_TAG)
+                if self.rank == 0:
+                    self.task.portable(folder)
+                    state = {"epoch": self.epoch, "epoch_batches": self.epoch_batches, **metrics,
+                             "history": self.history}
+                    write_text(folder / STATE_FILE, json.dumps(state))
             report({**metrics, "epoch": self.epoch})
         self._new_window()
+
+
+def resume_position(saved: dict, unit: str) -> tuple[int, int, int]:
+    """(step, epoch, batches already taken in that epoch) where an attempt resumes. An epoch run checkpoints at
+    epoch ends, so it starts the next epoch; a step run resumes inside the epoch it stopped in, after the batches
+    that epoch had already given it (so no epoch gives a worker more rows than one pass)."""
+    if not saved:
+        return 0, 0, 0
+    if unit == "epoch":
+        return saved["step"], saved["epoch"] + 1, 0
+    return saved["step"], saved["epoch"], saved.get("epoch_batches", 0)
+
+
+def local_run_dir() -> Path | None:
+    """The run's folder when the storage is local (or a mount every node shares); None for cloud storage."""
+    import pyarrow.fs
+    import ray.train
+
+    storage = ray.train.get_context().get_storage()
+    if not isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
+        return None
+    return Path(storage.experiment_fs_path)
+
+
+ATTEMPTS_FILE = "attempts.jsonl"
+
+
+def log_attempt(position: dict) -> None:
+    """One line per attempt in ``RUN/attempts.jsonl`` (rank 0): when it started and where it resumed from, so a
+    user (and ``fas drill``) can see every restart and what it cost."""
+    folder = local_run_dir()
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / ATTEMPTS_FILE, "a") as out:
+            out.write(json.dumps({"started_at": time.time(), **position}) + "\n")
+
+
+DRILL_FILE = "drill_kill.json"
+SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train's controller: the checkpoints it would resume from
+
+
+def registered_checkpoints(run_dir: Path) -> int:
+    try:
+        return len(json.loads((run_dir / SNAPSHOT_FILE).read_text())["checkpoint_results"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def drill_kill(step: int, reported: int, wait_s: float = 60.0) -> None:
+    """``engine.drill_kill_at_step`` (``fas drill``): this worker dies by SIGKILL in the middle of ``step``, after
+    its backward and before its optimizer step, as a crashed or preempted worker would; once per run (it records
+    when, first). It waits for the controller to register the ``reported`` checkpoints so far: one written but
+    not yet registered is not one a restart resumes from, and the drill measures the engine, not that race."""
+    import signal
+
+    folder = local_run_dir()
+    if folder is None or (folder / DRILL_FILE).exists():
+        return
+    deadline = time.monotonic() + wait_s
+    while registered_checkpoints(folder) < reported and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (folder / DRILL_FILE).write_text(json.dumps({"step": step, "killed_at": time.time(), "pid": os.getpid()}))
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager
@@ -175,17 +259,17 @@ def checkpoint_folder(name: str, rank: int):
     uploads nothing: a paper-size checkpoint (SD-1.5 UNet with Adam: ~14 GB) is written once, not written to /tmp
     and then copied, which doubled both its disk and its time. Other storage (``s3://``, ``gs://``) gets a local
     temporary folder that Ray Train uploads."""
-    import pyarrow.fs
     import ray.train
     from ray.train import CheckpointUploadMode
 
-    storage = ray.train.get_context().get_storage()
-    if not isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
+    run_dir = local_run_dir()
+    if run_dir is None:
         with tempfile.TemporaryDirectory() as temporary:
             yield Path(temporary), lambda metrics: ray.train.report(
                 metrics, checkpoint=ray.train.Checkpoint.from_directory(temporary), checkpoint_dir_name=name)
         return
-    folder = Path(storage.experiment_fs_path) / name
+    storage = ray.train.get_context().get_storage()
+    folder = run_dir / name
     if rank == 0 and folder.exists():  # left by an attempt that died while saving it: never registered
         shutil.rmtree(folder)
     barrier()
@@ -231,6 +315,7 @@ def run_epochs(run: Run) -> None:
         for batch in run.batches():
             run.train_step(batch)
         run._step_scheduler()
+        run.epoch_batches = 0
         if (run.epoch + 1) % cfg.checkpoint_every == 0 or run.epoch + 1 == cfg.total:
             run.checkpoint()
         run.epoch += 1
@@ -242,8 +327,8 @@ def run_steps(run: Run) -> None:
     run.engine.train()
     while run.step < cfg.total:
         run.task.start_epoch(run.epoch)
-        pulled = 0
-        for batch in run.batches():
+        pulled, skip = run.epoch_batches, run.epoch_batches  # a resumed epoch: the batches it already gave
+        for batch in itertools.islice(run.batches(), skip, None):
             run.train_step(batch)
             pulled += 1
             if run.step % cfg.checkpoint_every == 0 or run.step >= cfg.total:
@@ -253,7 +338,7 @@ def run_steps(run: Run) -> None:
         if pulled == 0:
             raise ValueError(f"worker {run.rank} got no training rows from {run.cfg.cache}: the training rows "
                              f"hold too few rows for {run.world} workers")
-        run.epoch += 1
+        run.epoch, run.epoch_batches = run.epoch + 1, 0
 
 
 def worker_loop(config: dict) -> None:

@@ -91,16 +91,12 @@ def plot_curves(runs: list[Run], folder: Path) -> None:
     """One DET (normal-deviate axes) and one ROC, a curve per run."""
     from sklearn.metrics import det_curve, roc_curve
 
-    from fas.eval.plots import DET_TICKS, normal_deviate, new_figure, save_figure
+    from fas.eval.plots import det_axes, measured_scores, new_figure, normal_deviate, save_figure
 
     det_fig, det = new_figure()
     roc_fig, roc = new_figure()
     for run in runs:
-        df = run.scores
-        if run.metrics.get("level") == "video" and "video" in df.columns:
-            from fas.eval.aggregate import aggregate_by_video
-
-            df = aggregate_by_video(df, run.metrics.get("video_aggregation") or "mean")
+        df = measured_scores(run.scores, run.metrics)
         if df["label"].nunique() < 2:
             continue
         name = run.label if sum(r.label == run.label for r in runs) == 1 else f"{run.label} ({run.folder.name})"
@@ -108,15 +104,11 @@ def plot_curves(runs: list[Run], folder: Path) -> None:
         det.plot(normal_deviate(apcer), normal_deviate(bpcer), lw=1.4, label=name)
         fpr, tpr, _ = roc_curve(df["label"], df["score"], pos_label=1)
         roc.plot(100 * fpr, 100 * tpr, lw=1.4, label=name)
-    ticks = normal_deviate(DET_TICKS)
-    det.set_xticks(ticks, [f"{100 * t:g}%" for t in DET_TICKS], fontsize=7)
-    det.set_yticks(ticks, [f"{100 * t:g}%" for t in DET_TICKS], fontsize=7)
-    det.set(xlim=ticks[[0, -1]], ylim=ticks[[0, -1]], xlabel="APCER, all attacks (%)", ylabel="BPCER (%)",
-            title="DET curves")
+    det_axes(det, "DET curves")
     roc.set(xlabel="FPR = APCER, all attacks (%)", ylabel="TPR = 1 - BPCER (%)", title="ROC curves",
             xlim=(0, 100), ylim=(0, 101))
+    roc.grid(alpha=0.3)
     for ax in (det, roc):
-        ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     save_figure(det_fig, folder / "det.png")
     save_figure(roc_fig, folder / "roc.png")

@@ -34,6 +34,19 @@ def frame_columns(cache: str | Path, frame_ids: list[str], columns: list[str]) -
     return {row["frame_id"]: row for row in rows}
 
 
+def suptitle(fig, text: str, fontsize: float) -> None:
+    """The figure's title, wrapped to its width (a gallery of two frames is narrow)."""
+    import textwrap
+
+    chars = int(fig.get_figwidth() * 72 / (0.55 * fontsize))  # an average glyph is about 0.55 em wide
+    fig.suptitle(textwrap.fill(text, chars), fontsize=fontsize)
+
+
+def verdict_colour(score: float, label: int, threshold: float) -> str:
+    """Red when the frame is wrong at the threshold (bona fide below it, an attack at or above it)."""
+    return "tab:red" if (score >= threshold) != (label == 1) else "black"
+
+
 def plot_gallery(worst: pd.DataFrame, frames: dict[str, dict], threshold: float, path: Path) -> Path:
     """One tile per frame: the crop (and its cue heat-map below when the frames have one), its class, attack type
     and score against the threshold."""
@@ -58,13 +71,13 @@ def plot_gallery(worst: pd.DataFrame, frames: dict[str, dict], threshold: float,
                 axes[row, col].imshow(decode_image(frame["image"]))
             kind = "bona fide" if klass == 1 else str(getattr(item, "attack", "attack"))
             axes[row, col].set_title(f"{kind}\nscore {item.score:.3f}", fontsize=7,
-                                     color="tab:red" if (item.score >= threshold) != (klass == 1) else "black")
+                                     color=verdict_colour(item.score, klass, threshold))
             if with_cue and frame.get("cue"):
                 cue = decode_cues([frame["cue"]])[0]
                 axes[row + 1, col].imshow(np.abs(cue).mean(axis=0), cmap="inferno")
                 axes[row + 1, col].set_title("cue |residual|", fontsize=6)
-    fig.suptitle(f"Most wrong frames: lowest-scored bona fide (top), highest-scored attacks (bottom); red = "
-                 f"wrong at the threshold {threshold:.4g}", fontsize=8)
+    suptitle(fig, f"Most wrong frames: lowest-scored bona fide (top), highest-scored attacks (bottom); red = "
+                  f"wrong at the threshold {threshold:.4g}", fontsize=8)
     fig.tight_layout(h_pad=1.2)
     fig.savefig(path)
     return Path(path)
@@ -78,3 +91,151 @@ def write_gallery(folder: Path, scores: pd.DataFrame, threshold: float, cache: s
     worst = worst_frames(scores)
     frames = frame_columns(cache, worst["frame_id"].tolist(), ["image"] + (["cue"] if with_cue else []))
     return plot_gallery(worst, frames, threshold, Path(folder) / "worst_frames.png")
+
+
+# --- best and worst frames: what a model saw (CLIPC8's attention, AG-FAS's cue and OA-Net's attention over it) ----
+
+PER_GROUP = 2  # frames in each of the four groups of the model pages
+GROUPS = ("bona fide, best", "bona fide, worst", "attack, best", "attack, worst")
+
+
+def best_and_worst(scores: pd.DataFrame, per_group: int = PER_GROUP) -> pd.DataFrame:
+    """The highest- and lowest-scored bona fide rows and the lowest- and highest-scored attack rows (worst first
+    within the worst groups), a ``group`` column naming each; a frame is in one group only (worst first)."""
+    real, attack = scores[scores["label"] == 1], scores[scores["label"] == 0]
+    worst_real, worst_attack = real.nsmallest(per_group, "score"), attack.nlargest(per_group, "score")
+    picked = {"bona fide, worst": worst_real, "attack, worst": worst_attack,
+              "bona fide, best": real.drop(worst_real.index).nlargest(per_group, "score"),
+              "attack, best": attack.drop(worst_attack.index).nsmallest(per_group, "score")}
+    return pd.concat([picked[g].assign(group=g) for g in GROUPS]).reset_index(drop=True)
+
+
+def frame_grid(chosen: pd.DataFrame, rows: list[str], threshold: float, title: str):
+    """A figure of one column per chosen frame (its group and score on top, red when wrong at the threshold) and
+    one row per picture kind (named on the left); returns (figure, axes[row, column])."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1.25 * len(chosen) + 1.4, 1.45 * len(rows) + 0.9), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), len(chosen), squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for col, item in enumerate(chosen.itertuples(index=False)):
+        kind = item.group if item.label == 1 else item.group.replace("attack", str(getattr(item, "attack", "attack")))
+        axes[0, col].set_title(f"{kind}\nscore {item.score:.3f}", fontsize=7,
+                               color=verdict_colour(item.score, item.label, threshold))
+    for row, name in enumerate(rows):
+        axes[row, 0].set_ylabel(name, fontsize=8)
+    suptitle(fig, f"{title}; red = wrong at the threshold {threshold:.4g}", fontsize=9)
+    return fig, axes
+
+
+def write_attention_page(path: Path, chosen: pd.DataFrame, frames: dict[str, dict], predictor,
+                         threshold: float) -> Path:
+    """CLIPC8: each chosen frame as the model saw it and its attention rollout laid over it."""
+    from fas.eval.attention import clip_rollout, overlay
+    from fas.preprocess import decode_resized
+
+    size = predictor.transform.image_size
+    fig, axes = frame_grid(chosen, ["input frame", "attention rollout\n(red = most)"], threshold,
+                           "CLIPC8 attention rollout over the ViT (class token to patches, each map scaled to its "
+                           "maximum)")
+    for col, frame_id in enumerate(chosen["frame_id"]):
+        image = frames[frame_id]["image"]
+        rgb = decode_resized(image, size)
+        axes[0, col].imshow(rgb)
+        axes[1, col].imshow(overlay(rgb, clip_rollout(predictor.model.visual, predictor.images([image]))))
+    fig.savefig(path)
+    return Path(path)
+
+
+def gallery_generator(checkpoint: str | Path, cache: str | Path):
+    """The cue generator that made ``cache``'s cues, with its settings (``fas.cues.CueGenerator``): the folder the
+    cache's index names, else the model folder's companion ``generator``; when neither holds one, the reason (drawn in
+    the gallery, and warned with the paths). The mask is left out: the reconstruction does not depend on it."""
+    import warnings
+
+    from fas.cues import CueGenerator, latest_generator_checkpoint
+    from fas.methods.oanet.task import cue_settings
+
+    settings = cue_settings(str(cache))
+    for place in (settings["generator"], Path(checkpoint) / "generator"):
+        try:
+            folder = latest_generator_checkpoint(place)
+        except ValueError:
+            continue
+        return CueGenerator(str(folder), {**settings, "mask": "none"})
+    warnings.warn(f"cue gallery without reconstructions: no generator checkpoint in {settings['generator']} (the "
+                  f"cue cache's) nor in {Path(checkpoint) / 'generator'}", stacklevel=2)
+    return "generator not found"
+
+
+def cross_attention_overlay(predictor, image: bytes, cue: bytes, rgb: np.ndarray) -> np.ndarray:
+    """OA-Net's cross-attention over the cue of one frame (as its predictor prepares both), laid over ``rgb``."""
+    from fas.eval.attention import oanet_cue_attention, overlay
+    from fas.methods.oanet.predictor import cue_tensor
+
+    cues = cue_tensor([cue], predictor.transform.image_size).to(predictor.device, predictor.dtype)
+    return overlay(rgb, oanet_cue_attention(predictor.model, predictor.images([image]), cues))
+
+
+def write_cue_gallery(path: Path, chosen: pd.DataFrame, frames: dict[str, dict], predictor, generator,
+                      threshold: float) -> Path:
+    """AG-FAS: input | the generator's reconstruction | the cue | OA-Net's cross-attention over the cue (on the
+    frame), one column per chosen frame; the cue's colour scale is shared, so the frames compare."""
+    from fas.cues import decode_cues
+    from fas.explain import reconstructions, signed_image
+    from fas.preprocess import decode_resized
+
+    ids = chosen["frame_id"].tolist()
+    images, cues = [frames[f]["image"] for f in ids], decode_cues([frames[f]["cue"] for f in ids])
+    recon = reconstructions(generator, images, ids) if not isinstance(generator, str) else None
+    attention = getattr(predictor.model, "cross_blocks", None) is not None
+    rows = ["input", "reconstruction" if recon is not None else f"reconstruction:\n{generator}",
+            "cue |residual|"] + (["OA-Net attention to\nthe cue (on the frame)"] if attention else [])
+    fig, axes = frame_grid(chosen, rows, threshold, "AG-FAS: input, the generator's reconstruction, the anomalous "
+                                                    "cue (shared colour scale)" + (" and OA-Net's cross-attention "
+                                                                                   "over it" if attention else ""))
+    magnitude = np.abs(cues).mean(axis=1)
+    side = cues.shape[-1]
+    for col, (frame_id, image) in enumerate(zip(ids, images)):
+        rgb = decode_resized(image, side)
+        axes[0, col].imshow(rgb)
+        if recon is not None:
+            axes[1, col].imshow(signed_image(recon[col]))
+        shown = axes[2, col].imshow(magnitude[col], cmap="inferno", vmin=0, vmax=float(magnitude.max()))
+        if frames[frame_id].get("cue_rms") is not None:
+            axes[2, col].set_xlabel(f"residual RMS {frames[frame_id]['cue_rms']:.3f}", fontsize=6)
+        if attention:
+            axes[3, col].imshow(cross_attention_overlay(predictor, image, frames[frame_id]["cue"], rgb))
+    fig.colorbar(shown, ax=axes[2, :].tolist(), fraction=0.02, pad=0.01).set_label("|cue|", fontsize=7)
+    fig.savefig(path)
+    return Path(path)
+
+
+def model_pictures(folder: Path, scores: pd.DataFrame, threshold: float, config: dict) -> dict[str, str]:
+    """The pictures that need the evaluated model (caption -> file in ``folder``): CLIPC8's ``attention.png``,
+    AG-FAS's ``cue_gallery.png``; none when ``config`` names no evaluated checkpoint and cache (a score table
+    evaluated alone), the checkpoint is an ONNX export (no attention to hook) or the scores have no frame ids or one
+    class only."""
+    from fas.methods import load_predictor, model_inputs
+
+    evaluated = config.get("evaluate") or {}
+    checkpoint, cache = evaluated.get("checkpoint"), evaluated.get("cache")
+    if not checkpoint or not cache or str(checkpoint).endswith(".onnx") or "frame_id" not in scores.columns \
+            or scores["label"].nunique() < 2:
+        return {}
+    predictor = load_predictor(checkpoint)
+    chosen = best_and_worst(scores)
+    if predictor.meta["method"] == "clipc8":
+        frames = frame_columns(cache, chosen["frame_id"].tolist(), ["image"])
+        page = write_attention_page(Path(folder) / "attention.png", chosen, frames, predictor, threshold)
+        return {"CLIPC8 attention rollout (best and worst frames)": page.name}
+    if "cue" in model_inputs(predictor.meta):
+        frames = frame_columns(cache, chosen["frame_id"].tolist(), ["image", "cue", "cue_rms"])
+        page = write_cue_gallery(Path(folder) / "cue_gallery.png", chosen, frames, predictor,
+                                 gallery_generator(checkpoint, cache), threshold)
+        return {"AG-FAS cue gallery (best and worst frames)": page.name}
+    return {}

@@ -18,11 +18,11 @@ DET_LIMITS = (0.0005, 0.95)  # rates outside are drawn at the edge
 COLOURS = ("tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:grey")
 
 
-def new_figure(width: float = 5.0, height: float = 4.2):
+def new_figure(width: float = 5.0, height: float = 4.2, dpi: int = 110):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=110)
+    fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()
 
@@ -41,6 +41,46 @@ def normal_deviate(rates) -> np.ndarray:
 
 def _percent(rate: float) -> str:
     return f"{100 * rate:.2f}%"
+
+
+def measured_scores(scores_df: pd.DataFrame, metrics: Mapping) -> pd.DataFrame:
+    """The rows ``metrics`` were computed on, so that a curve matches its numbers: one per video when the metrics
+    are video-level (aggregated as they were), else the table as it is."""
+    from fas.eval.aggregate import aggregate_by_video
+
+    if metrics.get("level") == "video" and "video" in scores_df.columns:
+        return aggregate_by_video(scores_df, metrics.get("video_aggregation") or "mean")
+    return scores_df
+
+
+def det_axes(ax, title: str) -> None:
+    """Normal-deviate DET axes: percent ticks at ``DET_TICKS``, both rates over ``DET_LIMITS``, a grid."""
+    ticks = normal_deviate(DET_TICKS)
+    labels = [f"{100 * t:g}%" for t in DET_TICKS]
+    ax.set_xticks(ticks, labels, fontsize=7)
+    ax.set_yticks(ticks, labels, fontsize=7)
+    ax.set(xlim=ticks[[0, -1]], ylim=ticks[[0, -1]], xlabel="APCER, all attacks (%)", ylabel="BPCER (%)",
+           title=title)
+    ax.grid(alpha=0.3)
+
+
+def plot_roc(df: pd.DataFrame, metrics: Mapping, path: Path) -> Path:
+    """ROC (FPR = APCER over all attacks, TPR = 1 - BPCER) of the measured rows (``measured_scores``) with the
+    operating point."""
+    from fas.eval.metrics import roc_points
+
+    fig, ax = new_figure(4.5, 4.5, dpi=100)
+    if metrics["auc"] is None:
+        ax.text(0.5, 0.5, f"ROC undefined:\n{metrics['undefined'].get('auc')}", ha="center", va="center", wrap=True)
+    else:
+        fpr, tpr = roc_points(df["score"].to_numpy(), df["label"].to_numpy())
+        ax.plot(fpr, tpr, label=f"ROC (AUC {metrics['auc']:.4f})")
+        ax.plot([0, 1], [0, 1], ls=":", c="grey")
+        if metrics["apcer_all"] is not None and metrics["bpcer"] is not None:
+            ax.plot(metrics["apcer_all"], 1 - metrics["bpcer"], "o", label=f"threshold: {metrics['threshold_rule']}")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set(xlabel="FPR (APCER, all attacks)", ylabel="TPR (1 - BPCER)", xlim=(0, 1), ylim=(0, 1.01))
+    return save_figure(fig, path)
 
 
 def plot_det(df: pd.DataFrame, metrics: Mapping, path: Path) -> Path:
@@ -64,14 +104,9 @@ def plot_det(df: pd.DataFrame, metrics: Mapping, path: Path) -> Path:
     bpcer20 = (metrics.get("bpcer_at_apcer") or {}).get("5%")
     if bpcer20 is not None:
         ax.plot(*normal_deviate([0.05, bpcer20]), "^", ms=6, label=f"BPCER20 {100 * bpcer20:.2f}% (APCER_AP 5%)")
-    ticks = normal_deviate(DET_TICKS)
-    labels = [f"{100 * t:g}%" for t in DET_TICKS]
-    ax.set_xticks(ticks, labels, fontsize=7)
-    ax.set_yticks(ticks, labels, fontsize=7)
-    ax.plot(ticks[[0, -1]], ticks[[0, -1]], ls=":", c="grey", lw=0.8)
-    ax.set(xlim=ticks[[0, -1]], ylim=ticks[[0, -1]], xlabel="APCER, all attacks (%)", ylabel="BPCER (%)",
-           title="DET curve (normal-deviate axes)")
-    ax.grid(alpha=0.3)
+    ends = normal_deviate(DET_TICKS)[[0, -1]]
+    ax.plot(ends, ends, ls=":", c="grey", lw=0.8)
+    det_axes(ax, "DET curve (normal-deviate axes)")
     ax.legend(loc="upper right", fontsize=7)
     return save_figure(fig, path)
 

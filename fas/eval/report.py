@@ -23,8 +23,9 @@ from fas.eval.categories import CLIPC8_CATEGORIES, category_report, letters
 from fas.eval.errors import MetricsInputError
 from fas.eval.frames import as_score_set, require_columns
 from fas.eval.errors import UndefinedMetricError
-from fas.eval.metrics import (APCER_TARGETS, FPR_TARGETS, compute_metrics, eer_interval, percent_key, roc_points,
+from fas.eval.metrics import (APCER_TARGETS, FPR_TARGETS, compute_metrics, eer_interval, percent_key,
                              thin_figures)
+from fas.eval.plots import measured_scores, plot_roc
 from fas.eval.thresholds import TEST_EER_LABEL, select_threshold
 from fas.provenance import package_versions, training_summary
 
@@ -301,32 +302,6 @@ def render_html(markdown_text: str, folder: Path, title: str = "FAS evaluation")
 # --- files ------------------------------------------------------------------------------------------------------------
 
 
-def plot_roc(scores_df: pd.DataFrame, metrics: Mapping, path: Path) -> Path:
-    """ROC (FPR = APCER over all attacks, TPR = 1 - BPCER) with the operating point; Agg canvas, no pyplot state."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.5, 4.5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    df = scores_df
-    if metrics.get("level") == "video" and "video" in scores_df.columns:
-        df = aggregate_by_video(scores_df, metrics.get("video_aggregation") or "mean")
-    if metrics["auc"] is None:
-        ax.text(0.5, 0.5, f"ROC undefined:\n{metrics['undefined'].get('auc')}", ha="center", va="center", wrap=True)
-    else:
-        fpr, tpr = roc_points(df["score"].to_numpy(), df["label"].to_numpy())
-        ax.plot(fpr, tpr, label=f"ROC (AUC {metrics['auc']:.4f})")
-        ax.plot([0, 1], [0, 1], ls=":", c="grey")
-        if metrics["apcer_all"] is not None and metrics["bpcer"] is not None:
-            ax.plot(metrics["apcer_all"], 1 - metrics["bpcer"], "o", label=f"threshold: {metrics['threshold_rule']}")
-        ax.legend(loc="lower right", fontsize=8)
-    ax.set(xlabel="FPR (APCER, all attacks)", ylabel="TPR (1 - BPCER)", xlim=(0, 1), ylim=(0, 1.01))
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
-
-
 def _plain(obj):
     """Config values as YAML/JSON-friendly builtins (paths, numpy scalars, tuples, dataclasses)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -343,11 +318,11 @@ def _plain(obj):
 
 
 def _write(path: Path, text: str) -> Path:
-    """Write via a temp file and rename, so a half-written file never sits under the final name."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    """Write via a temp file and rename, so a half-written file never sits under the final name; a full disk or a
+    read-only folder raises ``fas.integrity.StorageError`` naming ``path``."""
+    from fas.integrity import write_text
+
+    return write_text(path, text)
 
 
 def metrics_json(metrics: Mapping) -> str:
@@ -371,13 +346,13 @@ def _provenance_lines(config: Mapping) -> list[str]:
     return [f"{line}  " for line in lines]  # Markdown line breaks
 
 
-def write_pictures(folder: Path, scores_df: pd.DataFrame, metrics: Mapping) -> dict[str, str]:
-    """The report's PNGs (caption -> file name): DET, score histograms, APCER per species, CLIPC8's confusion."""
+def write_pictures(folder: Path, scores_df: pd.DataFrame, metrics: Mapping,
+                   measured: pd.DataFrame | None = None) -> dict[str, str]:
+    """The report's PNGs (caption -> file name): DET, score histograms, APCER per species, CLIPC8's confusion.
+    ``measured``: ``measured_scores(scores_df, metrics)`` when the caller has it already."""
     from fas.eval import plots
 
-    df = scores_df
-    if metrics.get("level") == "video" and "video" in scores_df.columns:
-        df = aggregate_by_video(scores_df, metrics.get("video_aggregation") or "mean")
+    df = measured_scores(scores_df, metrics) if measured is None else measured
     made = {"DET curve": plots.plot_det(df, metrics, folder / "det.png"),
             "Score distributions": plots.plot_score_histograms(df, metrics, folder / "scores.png")}
     if metrics["apcer_per_attack"]:
@@ -392,16 +367,21 @@ def write_results(folder, scores_df: pd.DataFrame, metrics: Mapping, config: Map
     """Write scores.csv, metrics.json, report.md and report.html, the pictures (roc.png, det.png, scores.png,
     apcer.png, confusion.png; ``pictures``: more, caption -> a file already in ``folder``) and config.yaml (config
     + package versions) to ``folder``."""
+    from fas.integrity import storage_errors, write_atomic
+
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    with storage_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
     paths = {name: folder / name for name in ("scores.csv", "metrics.json", "report.md", "report.html", "roc.png",
                                               "config.yaml")}
-    tmp = folder / ".scores.csv.tmp"
-    scores_df.to_csv(tmp, index=False)
-    tmp.replace(paths["scores.csv"])
+    write_atomic(paths["scores.csv"], lambda tmp: scores_df.to_csv(tmp, index=False))
     _write(paths["metrics.json"], metrics_json(metrics))
-    plot_roc(scores_df, metrics, paths["roc.png"])
-    pictures = {**write_pictures(folder, scores_df, metrics), **(pictures or {})}  # + the caller's, made in folder
+    measured = measured_scores(scores_df, metrics)  # the rows the metrics counted (per video at video level)
+    plot_roc(measured, metrics, paths["roc.png"])
+    pictures = {**write_pictures(folder, scores_df, metrics, measured), **(pictures or {})}  # + the caller's
+    from fas.eval.gallery import model_pictures  # the evaluated model's attention maps / cue gallery (issue 21)
+
+    pictures.update(model_pictures(folder, scores_df, metrics["threshold"], config))
     curves = Path((config.get("training") or {}).get("path", "")).parent / "curves.png"
     if config.get("training") and curves.is_file():  # the evaluated run's training curves, beside its results
         shutil.copyfile(curves, folder / "training_curves.png")

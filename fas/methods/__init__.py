@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from fas.integrity import verify_folder
 from fas.methods.base import MODEL_CONFIG_FILE, WEIGHTS_FILE, Method, resolve
 
 BUILTIN = ("fas.methods.clipc8", "fas.methods.pdle", "fas.methods.dfg", "fas.methods.oanet", "fas.methods.ssan",
@@ -63,12 +64,14 @@ def method_of_config(cfg) -> Method:
 
 
 def read_model_meta(folder: str | Path) -> dict:
-    """``model_config.json`` of a portable model folder; a clear error when ``folder`` is not one."""
+    """``model_config.json`` of a portable model folder, its files checked against ``checksums.json``; a clear
+    error when ``folder`` is not one or a file changed after it was written (``fas.integrity.IntegrityError``)."""
     folder = Path(folder)
     meta_file = folder / MODEL_CONFIG_FILE
     if not meta_file.is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise ValueError(f"{folder} is not a model folder written by fas training "
                          f"(expected {MODEL_CONFIG_FILE} and {WEIGHTS_FILE})")
+    verify_folder(folder, (WEIGHTS_FILE, MODEL_CONFIG_FILE))  # a truncated or tampered file stops here, named
     meta = json.loads(meta_file.read_text())
     method = get_method(str(meta.get("method")), meta.get("method_module"))
     if method.predictor is None:

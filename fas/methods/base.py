@@ -135,8 +135,10 @@ class Predictor:
 
     @classmethod
     def load(cls, folder: Path, meta: dict, device: str = "cpu") -> "Predictor":
+        from fas.integrity import load_state
+
         model = cls.build(meta)
-        model.load_state_dict(torch.load(Path(folder) / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_state(Path(folder) / WEIGHTS_FILE))
         return cls(place(model, device), meta, device)
 
     def images(self, encoded) -> torch.Tensor:
@@ -152,14 +154,18 @@ def numpy_out(out: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 
 def write_model_folder(folder: Path, state: dict[str, torch.Tensor], meta: dict) -> None:
-    """The portable model folder: fp32 weights + the config that rebuilds the model without training code."""
+    """The portable model folder: fp32 weights + the config that rebuilds the model without training code, and
+    ``checksums.json`` (their sha256, checked at every load). Each file is written whole or not at all."""
+    from fas.integrity import save_state, storage_errors, write_checksums, write_text
     from fas.methods import get_method
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    with storage_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
     meta = {**meta, "method_module": get_method(meta["method"]).module}
-    torch.save({k: v.detach().float().cpu() for k, v in state.items()}, folder / WEIGHTS_FILE)
-    (folder / MODEL_CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    save_state(folder / WEIGHTS_FILE, state)
+    write_text(folder / MODEL_CONFIG_FILE, json.dumps(meta, indent=2))
+    write_checksums(folder, (WEIGHTS_FILE, MODEL_CONFIG_FILE))
 
 
 def random_init(*fields: str) -> Callable:

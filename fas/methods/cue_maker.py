@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from fas.cues import GENERATOR_CONFIG
+from fas.integrity import load_state, verify_folder
 from fas.methods.base import WEIGHTS_FILE, DataNeeds, Task, WorkerContext, place
 
 
@@ -74,10 +75,15 @@ def generator_meta(method: str, cfg, architecture: dict) -> dict:
 
 
 def write_generator(folder: Path, state: dict[str, torch.Tensor], meta: dict) -> None:
+    """fp32 weights + ``generator_config.json`` + their ``checksums.json``, each file written whole or not at all."""
+    from fas.integrity import save_state, storage_errors, write_checksums, write_text
+
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().float().cpu() for k, v in state.items()}, folder / WEIGHTS_FILE)
-    (folder / GENERATOR_CONFIG).write_text(json.dumps(meta, indent=2))
+    with storage_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    save_state(folder / WEIGHTS_FILE, state)
+    write_text(folder / GENERATOR_CONFIG, json.dumps(meta, indent=2))
+    write_checksums(folder, (WEIGHTS_FILE, GENERATOR_CONFIG))
 
 
 def read_generator(folder: str | Path, method: str) -> tuple[dict, dict]:
@@ -86,10 +92,11 @@ def read_generator(folder: str | Path, method: str) -> tuple[dict, dict]:
     if not (folder / GENERATOR_CONFIG).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise ValueError(f"{folder} is not a {method} generator checkpoint (expected {GENERATOR_CONFIG} and "
                          f"{WEIGHTS_FILE}); give a checkpoint folder of `jobs/train.py {method}`")
+    verify_folder(folder, (WEIGHTS_FILE, GENERATOR_CONFIG))
     meta = json.loads((folder / GENERATOR_CONFIG).read_text())
     if meta.get("method") != method:
         raise ValueError(f"{folder} holds a {meta.get('method')!r} generator, not a {method} one")
-    return meta, torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    return meta, load_state(folder / WEIGHTS_FILE)
 
 
 def cue_columns(transform, images, reconstruct: Callable, device, masker=None, faces=None) -> dict[str, list]:

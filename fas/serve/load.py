@@ -70,7 +70,7 @@ def latency_stats(latencies_s: list[float], wall_s: float) -> dict:
             "mean_ms": float(ms.mean()), "req_per_s": len(ms) / wall_s, "wall_s": wall_s}
 
 
-class _Counter:
+class RequestSlots:
     """Hands out request slots to client threads and fires ``hook`` once when ``hook_at`` answers are in."""
 
     def __init__(self, total: int, deadline: float, hook=None, hook_at: int = 0):
@@ -93,7 +93,7 @@ class _Counter:
             self.hook()
 
 
-def _client(url: str, image: bytes, counter: _Counter, timeout_s: float) -> list[tuple[float, int | str]]:
+def _client(url: str, image: bytes, counter: RequestSlots, timeout_s: float) -> list[tuple[float, int | str]]:
     import requests
 
     out = []
@@ -113,7 +113,7 @@ def _client(url: str, image: bytes, counter: _Counter, timeout_s: float) -> list
 def http_requests(url: str, image: bytes, requests: int, concurrency: int, max_seconds: float,
                   hook=None, hook_at: int = 0) -> tuple[list[tuple[float, int | str]], float]:
     """``requests`` POSTs from ``concurrency`` threads: (seconds, status) of each, and the wall time of all."""
-    counter = _Counter(requests, time.monotonic() + max_seconds, hook, hook_at)
+    counter = RequestSlots(requests, time.monotonic() + max_seconds, hook, hook_at)
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         results = [r for part in pool.map(lambda _: _client(url, image, counter, max_seconds),
@@ -301,9 +301,10 @@ class ReplicaKiller:
             self.replaced_after_s = time.monotonic() - start
 
 
-def kill_phase(url: str, image: bytes, cfg: LoadConfig) -> dict:
-    """HTTP load with one replica of ``Model_<kill>`` killed after ``kill_at`` of the requests were answered."""
-    killer = ReplicaKiller(cfg.app_name, f"Model_{cfg.kill}", cfg.recovery_timeout_s)
+def kill_phase(url: str, image: bytes, cfg: LoadConfig, deployment: str | None = None) -> dict:
+    """HTTP load with one replica of ``deployment`` (default ``Model_<kill>``) killed after ``kill_at`` of the
+    requests were answered."""
+    killer = ReplicaKiller(cfg.app_name, deployment or f"Model_{cfg.kill}", cfg.recovery_timeout_s)
     load = http_load(url, image, cfg.requests, cfg.concurrency, cfg.max_seconds,
                      hook=killer, hook_at=max(1, int(cfg.requests * cfg.kill_at)))
     if killer.killed is None:

@@ -51,6 +51,9 @@ class SweepConfig:
     trial_workers: int | None = None  # Ray Train workers per trial (default: the base config's)
     trial_cpus_per_worker: float | None = None  # default: the base config's
     address: str | None = None
+    # log every trial's reports and params to MLflow with Ray Tune's MLflowLoggerCallback: true = a file store in
+    # SWEEP/mlruns (experiment = the sweep's name, one MLflow run per trial), or a tracking URI; needs fas[mlflow]
+    mlflow: bool | str = False
 
 
 def read_space(path: str | Path) -> dict:
@@ -141,6 +144,7 @@ def run_sweep(cfg: SweepConfig):
     # stages (a read or shuffle task takes one) when sizing trial_cpus_per_worker
     trainable = tune.with_resources(make_trial(space, cfg, f"{storage}/{name}_trials"), {"CPU": 0.01})
     experiment = f"{storage}/{name}"
+    callbacks = mlflow_callbacks(cfg.mlflow, experiment, name)
     if tune.Tuner.can_restore(experiment):
         print(f"resuming sweep {experiment} (finished trials are kept)")
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
@@ -154,48 +158,78 @@ def run_sweep(cfg: SweepConfig):
             trainable, param_space=param_space(space["params"]),
             tune_config=tune.TuneConfig(metric=space["metric"], mode=space["mode"], num_samples=cfg.num_samples,
                                         scheduler=scheduler, max_concurrent_trials=cfg.max_concurrent_trials),
-            run_config=tune.RunConfig(name=name, storage_path=storage))
+            run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=callbacks))
     results = tuner.fit()
     write_sweep_report(results, space, Path(cfg.storage_path) / name if "://" not in storage else Path(name))
     return results
 
 
+def mlflow_callbacks(setting: bool | str, experiment: str, name: str) -> list:
+    """Ray Tune's own ``MLflowLoggerCallback`` when the sweep asks for MLflow (one MLflow run per trial: its config
+    as params, each report as metrics by training iteration); none otherwise."""
+    from fas.engine.tracking import allow_file_store, mlflow_uri
+
+    uri = mlflow_uri(setting, experiment)
+    if uri is None:
+        return []
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    allow_file_store(uri)  # Tune's logger callbacks run here, in the driver
+    return [MLflowLoggerCallback(tracking_uri=uri, experiment_name=name)]
+
+
+def error_line(error) -> str:
+    """The last line of a trial's error (the exception itself, below Ray's traceback), short enough for a table."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:200]
+
+
 def results_table(results, space: dict):
-    """One row per trial: its parameters, its best epoch's metric and the last epoch's validation numbers."""
+    """One row per trial: its parameters, its best epoch's metric and the last epoch's validation numbers; when a
+    trial errored, an ``error`` column with what went wrong."""
     import pandas as pd
 
-    rows = []
+    metric, rows = space["metric"], []
     for result in results:
-        if result.metrics is None:
-            continue
-        history = result.metrics_dataframe
-        best = history[space["metric"]].max() if space["mode"] == "max" else history[space["metric"]].min()
+        metrics, history = result.metrics or {}, result.metrics_dataframe
+        column = history[metric] if history is not None and metric in history else pd.Series(dtype=float)
         row = {name: result.config.get(name) for name in space["params"]}
-        row.update({f"best_{space['metric']}": best, "epochs": int(result.metrics.get("epoch", -1)) + 1,
-                    **{k: result.metrics.get(k) for k in ("val_auc", "val_hter", "loss")},
-                    "status": "error" if result.error else "done"})
+        row.update({f"best_{metric}": column.max() if space["mode"] == "max" else column.min(),
+                    "epochs": int(metrics.get("epoch", -1)) + 1,
+                    **{k: metrics.get(k) for k in ("val_auc", "val_hter", "loss")},
+                    "status": "error" if result.error else "done", "error": error_line(result.error) if result.error
+                    else ""})
         rows.append(row)
-    return pd.DataFrame(rows).sort_values(list(space["params"])).reset_index(drop=True)
+    table = pd.DataFrame(rows).sort_values(list(space["params"])).reset_index(drop=True)
+    return table if (table["status"] == "error").any() else table.drop(columns="error")
 
 
-def best_trial(table, space: dict) -> int:
-    """Row index of the best trial by the sweep's metric and mode (errored trials never win)."""
+def best_trial(table, space: dict) -> int | None:
+    """Row index of the best trial by the sweep's metric and mode (errored trials never win); None when no trial
+    finished with the metric."""
     metric = table[f"best_{space['metric']}"].where(table["status"] == "done")
+    if metric.isna().all():
+        return None
     return int(metric.idxmax() if space["mode"] == "max" else metric.idxmin())
 
 
 def sweep_markdown(table, space: dict) -> str:
-    """Every trial, one row each, the best one marked; the swept values first."""
+    """Every trial, one row each, the best one marked (or, when none finished, said so); the swept values first."""
     best = best_trial(table, space)
     header = ["best"] + list(table.columns)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(["**best**" if i == best else ""] +
-                                [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]) + " |"
-              for i, row in enumerate(table.itertuples(index=False))]
-    params = ", ".join(f"{p} = {table.loc[best, p]}" for p in space["params"])
-    return (f"# Sweep: {space['method']} ({space['metric']}, {space['mode']})\n\n"
-            f"Best trial: {params} ({space['metric']} {table.loc[best, f'best_' + space['metric']]:.4f}); "
-            f"{len(table)} trials.\n\n" + "\n".join(lines) + "\n")
+                                [f"{v:.4f}" if isinstance(v, float) else str(v).replace("|", "\\|") for v in row])
+              + " |" for i, row in enumerate(table.itertuples(index=False))]
+    if best is None:
+        summary = (f"No trial finished (none completed with a {space['metric']}): "
+                   f"{(table['status'] == 'error').sum()} of {len(table)} trials errored.")
+    else:
+        params = ", ".join(f"{p} = {table.loc[best, p]}" for p in space["params"])
+        summary = (f"Best trial: {params} ({space['metric']} {table.loc[best, f'best_' + space['metric']]:.4f}); "
+                   f"{len(table)} trials.")
+    return (f"# Sweep: {space['method']} ({space['metric']}, {space['mode']})\n\n{summary}\n\n"
+            + "\n".join(lines) + "\n")
 
 
 def write_sweep_report(results, space: dict, folder: Path) -> dict[str, Path]:
@@ -208,7 +242,8 @@ def write_sweep_report(results, space: dict, folder: Path) -> dict[str, Path]:
     paths = {"csv": folder / "results.csv", "md": folder / "results.md"}
     table.to_csv(paths["csv"], index=False)
     paths["md"].write_text(sweep_markdown(table, space))
-    param = next(iter(space["params"]))
-    paths["plot"] = plot_sweep(table, param, space["metric"], best_trial(table, space),
-                               folder / f"{space['metric']}_vs_{param}.png", title=space["method"])
+    param, best = next(iter(space["params"])), best_trial(table, space)
+    if best is not None:  # nothing to plot when no trial finished
+        paths["plot"] = plot_sweep(table, param, space["metric"], best, folder / f"{space['metric']}_vs_{param}.png",
+                                   title=space["method"])
     return paths

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from fas.cues import GENERATOR_CONFIG
+from fas.integrity import verify_folder, write_checksums, write_text
 
 
 def save_generator(generator, cfg, folder: Path) -> None:
@@ -31,7 +32,10 @@ def save_generator(generator, cfg, folder: Path) -> None:
     if generator.identity is not None and not (cfg.identity or (arch.get("identity") or {}).get("path")):
         torch.save({k: v.float().cpu() for k, v in generator.identity.state_dict().items()}, folder / "identity.pt")
         meta["identity"] = "identity.pt"
-    (folder / GENERATOR_CONFIG).write_text(json.dumps(meta, indent=2))
+    write_text(folder / GENERATOR_CONFIG, json.dumps(meta, indent=2))
+    written = [p for sub in ("unet", "vae") for p in sorted((folder / sub).rglob("*")) if p.is_file()]
+    written += [folder / name for name in ("identity.pt", GENERATOR_CONFIG) if (folder / name).is_file()]
+    write_checksums(folder, [p.relative_to(folder).as_posix() for p in written])  # checked at every load
 
 
 def read_generator_meta(folder: str | Path) -> dict:
@@ -39,6 +43,7 @@ def read_generator_meta(folder: str | Path) -> dict:
     if not (folder / GENERATOR_CONFIG).is_file():
         raise ValueError(f"{folder} is not a generator checkpoint (no {GENERATOR_CONFIG}); give a checkpoint "
                          "folder of `jobs/train.py dfg`")
+    verify_folder(folder, required=(GENERATOR_CONFIG,))
     return json.loads((folder / GENERATOR_CONFIG).read_text())
 
 
