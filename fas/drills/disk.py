@@ -203,10 +203,10 @@ def disk_full_checkpoint(workdir: Path, cache: Path | None = None) -> DrillResul
         recovery = clock.recovered()
         state = json.loads((Path(resumed.checkpoint.path) / "train_state.json").read_text())
     figures = {"tmpfs_bytes": size, "error_type": type(error).__name__, "error": message[-2000:],
-               "error_names_checkpoint": str(second) in message, "first_checkpoint_verified": first_ok,
+               "error_names_path": str(run) in message, "first_checkpoint_verified": first_ok,
                "first_checkpoint_epoch": first_epoch, "partial_checkpoint_refused": bool(second_refused),
                "resumed_from": [h.get("resumed_from") for h in state["history"]], "final_epoch": state["epoch"]}
-    passed = (error is not None and figures["error_names_checkpoint"] and first_ok and bool(second_refused)
+    passed = (error is not None and figures["error_names_path"] and first_ok and bool(second_refused)
               and state["epoch"] == 2)
     return DrillResult("disk_full_checkpoint", "storage_path on a tmpfs with room for 1.5 checkpoints",
                        f"run failed at the 2nd checkpoint ({type(error).__name__}); 1st checkpoint verified; rerun "

@@ -4,6 +4,7 @@ come from the config's engine section; the method's record says what data it rea
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 from pathlib import Path
 
 from fas.methods.base import resolve
@@ -43,7 +44,7 @@ def train(cfg, callbacks: list | None = None) -> TrainRun:
     from ray.train.torch import TorchTrainer
 
     from fas.engine.data import train_order, training_datasets
-    from fas.engine.loop import worker_loop
+    from fas.engine.loop import recover_snapshot, worker_loop
     from fas.engine.tracking import ending_runs, tracking_callbacks
     from fas.methods import method_of_config
     from fas.provenance import write_run_config
@@ -59,11 +60,13 @@ def train(cfg, callbacks: list | None = None) -> TrainRun:
     run_dir = Path(storage_uri(run.storage_path)) / run.name
     tracking = tracking_callbacks(cfg, run_dir)  # opt-in TensorBoard / MLflow; a bad setting fails here
     write_run_config(run_dir, cfg, method)
+    resume_from = recover_snapshot(run_dir) if "://" not in str(run_dir) else None
     datasets = training_datasets(cfg, needs, validation_columns(method, cfg))
     resources = {"CPU": run.cpus_per_worker, **({"GPU": run.gpus_per_worker} if run.use_gpu else {})}
     trainer = TorchTrainer(
         worker_loop, train_loop_config={"method": method, "config": dataclasses.asdict(cfg),
-                                        "local_shuffle": train_order(cfg, needs)[1]}, datasets=datasets,
+                                        "local_shuffle": train_order(cfg, needs)[1],
+                                        "resume_from": resume_from}, datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         scaling_config=ray.train.ScalingConfig(num_workers=run.num_workers, use_gpu=run.use_gpu,
                                                resources_per_worker=resources),
@@ -72,10 +75,29 @@ def train(cfg, callbacks: list | None = None) -> TrainRun:
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=run.keep_checkpoints),
                                        callbacks=[*(callbacks or []), *tracking]),
     )
-    with ending_runs(tracking):
+    with ending_runs(tracking), full_disk_named(run_dir):
         result = trainer.fit()
     write_curves(result, run)
     return TrainRun(result, cfg)
+
+
+@contextmanager
+def full_disk_named(run_dir: Path):
+    """A run that failed because its storage filled up or turned read-only, as an error naming the run folder: Ray
+    Train's controller reports its own failed write without the path (the worker's error names the checkpoint)."""
+    import errno
+    import os
+
+    from fas.integrity import storage_error
+
+    try:
+        yield
+    except Exception as exc:
+        texts = " ".join(str(e) for e in (exc, exc.__cause__, exc.__context__) if e is not None)
+        for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            if os.strerror(code) in texts:
+                raise storage_error(run_dir, OSError(code, os.strerror(code))) from exc
+        raise
 
 
 def write_curves(result, run) -> Path | None:

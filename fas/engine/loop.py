@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ DS_TAG = "engine_state"  # not "latest": DeepSpeed writes a file of that name be
 class Run:
     """One worker's run: the task, its wrapped engine, the position in the run and the loss window."""
 
-    def __init__(self, method, cfg, local_shuffle: int = 0):
+    def __init__(self, method, cfg, local_shuffle: int = 0, resume_from: str | None = None):
         import ray.train
         import ray.train.torch
 
@@ -60,7 +60,7 @@ class Run:
                                   grad_clip=self.task.grad_clip, compile=self.run.compile)
         self.flops_per_row = None  # counted on this attempt's first step
         self.peak = peak_tflops(self.ctx.device, self.run.half, self.run.peak_tflops)
-        self.saved = self._restore()
+        self.saved = self._restore(resume_from)
         self.step, self.epoch, self.epoch_batches = resume_position(self.saved, self.run.unit)
         self.history = self.saved.get("history", [])
         self.start = self.epoch if self.run.unit == "epoch" else self.step  # where this attempt began
@@ -77,13 +77,15 @@ class Run:
 
         return iter(ray.train.get_dataset_shard(name).iter_batches(batch_size=batch_size, batch_format="numpy"))
 
-    def _restore(self) -> dict:
+    def _restore(self, resume_from: str | None = None) -> dict:
+        """The engine state and ``train_state.json`` of Ray Train's latest checkpoint, else of ``resume_from`` (a
+        checkpoint folder the launcher found when the controller's own record was unreadable), else nothing."""
         import ray.train
 
         checkpoint = ray.train.get_checkpoint()
-        if checkpoint is None:
+        if checkpoint is None and resume_from is None:
             return {}
-        with checkpoint.as_directory() as folder:
+        with (checkpoint.as_directory() if checkpoint is not None else nullcontext(resume_from)) as folder:
             self.engine.load_checkpoint(folder, tag=DS_TAG)
             return json.loads((Path(folder) / STATE_FILE).read_text())
 
@@ -227,6 +229,36 @@ DRILL_FILE = "drill_kill.json"
 SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train's controller: the checkpoints it would resume from
 
 
+def recover_snapshot(run_dir: Path) -> str | None:
+    """Ray Train's controller rewrites ``checkpoint_manager_snapshot.json`` in place: a disk that fills while it does
+    leaves it empty, and the controller of the rerun then refuses to start (the disk-full drill found this). Set
+    such a file aside and name the newest complete checkpoint folder (its ``train_state.json``, written last, and
+    its model files' checksums) to resume from instead. None when the record is readable or absent."""
+    from fas.integrity import IntegrityError, verify_folder
+
+    snapshot = Path(run_dir) / SNAPSHOT_FILE
+    try:
+        json.loads(snapshot.read_text())
+        return None
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        aside = snapshot.with_name(f"{SNAPSHOT_FILE}.unreadable-{int(time.time())}")
+        snapshot.rename(aside)
+    complete = []
+    for folder in sorted(Path(run_dir).glob("checkpoint_*")):
+        try:
+            if (folder / STATE_FILE).is_file() and (folder / DS_TAG).exists():
+                verify_folder(folder)
+                complete.append(folder)
+        except IntegrityError:
+            continue
+    found = str(complete[-1]) if complete else None
+    say(f"[{Path(run_dir).name}] Ray Train's checkpoint record {snapshot} was unreadable (set aside as {aside.name}); "
+        + (f"resuming from {found}" if found else "no complete checkpoint: starting over"))
+    return found
+
+
 def registered_checkpoints(run_dir: Path) -> int:
     try:
         return len(json.loads((run_dir / SNAPSHOT_FILE).read_text())["checkpoint_results"])
@@ -348,5 +380,5 @@ def worker_loop(config: dict) -> None:
     quiet_train_worker()
     method = config["method"]
     cfg = from_dict(method.config, config["config"])
-    run = Run(method, cfg, config.get("local_shuffle", 0))
+    run = Run(method, cfg, config.get("local_shuffle", 0), config.get("resume_from"))
     (run_steps if cfg.engine.unit == "step" else run_epochs)(run)

@@ -73,3 +73,22 @@ def test_publishing_to_a_full_disk_keeps_the_published_model(tmp_path):
         assert sorted(p.name for p in disk.iterdir()) == ["pdle"] and digests(target) == before
         assert score(target) == score(checkpoint)
     shutil.rmtree(tmp_path / "checkpoint")
+
+
+def test_an_unreadable_controller_record_is_set_aside_and_the_newest_complete_checkpoint_resumed(tmp_path):
+    """A disk that filled while Ray Train's controller rewrote its snapshot leaves it empty (the
+    disk_full_checkpoint drill); the rerun must not refuse to start, nor start over when a checkpoint is whole."""
+    from fas.engine.loop import DS_TAG, SNAPSHOT_FILE, STATE_FILE, recover_snapshot
+
+    run = tmp_path / "run"
+    for name, whole in (("checkpoint_epoch_000000", True), ("checkpoint_epoch_000001", False)):
+        (run / name / DS_TAG).mkdir(parents=True)
+        if whole:  # train_state.json is written last: a folder without it was cut short
+            (run / name / STATE_FILE).write_text("{}")
+    assert recover_snapshot(run) is None  # no record yet: nothing to recover
+    (run / SNAPSHOT_FILE).write_text('{"checkpoint_results": []}')
+    assert recover_snapshot(run) is None and (run / SNAPSHOT_FILE).is_file()  # a readable record is Ray's to use
+    (run / SNAPSHOT_FILE).write_text("")
+    assert recover_snapshot(run) == str(run / "checkpoint_epoch_000000")
+    assert not (run / SNAPSHOT_FILE).exists()
+    assert [p.read_text() for p in run.glob(f"{SNAPSHOT_FILE}.unreadable-*")] == [""]  # kept for a post-mortem
