@@ -344,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_parser(sub)
     add_export_parser(sub)
 
+    from fas.label.cli import add_label_parser
+
+    add_label_parser(sub)
+
     from fas.eval.cli import add_metrics_parser
 
     add_metrics_parser(sub)

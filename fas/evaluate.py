@@ -108,7 +108,28 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     gallery = write_gallery(Path(cfg.out), scores, metrics["threshold"], cfg.cache,
                             with_cue="cue" in model_inputs(meta))
-    write_results(cfg.out, scores, metrics, {"evaluate": dataclasses.asdict(cfg), "model": meta,
-                                             "training": training_record(cfg.checkpoint)},
-                  pictures={"Most wrong frames": gallery.name} if gallery else None)
+    config = {"evaluate": dataclasses.asdict(cfg), "model": meta, "training": training_record(cfg.checkpoint)}
+    write_results(cfg.out, scores, metrics, config, pictures={"Most wrong frames": gallery.name} if gallery else None,
+                  model_pictures=lambda folder, threshold: model_pictures(folder, scores, threshold, config))
     return metrics
+
+
+def model_pictures(folder: Path, scores: pd.DataFrame, threshold: float, config: dict) -> dict[str, str]:
+    """The report's pictures drawn with the evaluated model (its record's ``pictures``: CLIPC8's ``attention.png``,
+    AG-FAS's ``cue_gallery.png``; caption -> file in ``folder``); none when ``config`` names no evaluated checkpoint
+    and cache (a score table evaluated alone), the checkpoint is an ONNX export (no attention to hook), the scores
+    have no frame ids or one class only, or the method draws none."""
+    from fas.eval.gallery import best_and_worst
+    from fas.methods import get_method, load_predictor
+    from fas.methods.base import resolve
+
+    evaluated = config.get("evaluate") or {}
+    checkpoint, cache = evaluated.get("checkpoint"), evaluated.get("cache")
+    if not checkpoint or not cache or str(checkpoint).endswith(".onnx") or "frame_id" not in scores.columns \
+            or scores["label"].nunique() < 2:
+        return {}
+    predictor = load_predictor(checkpoint)
+    method = get_method(predictor.meta["method"], predictor.meta.get("method_module"))
+    if method.pictures is None:
+        return {}
+    return resolve(method.pictures)(folder, predictor, best_and_worst(scores), cache, checkpoint, threshold)

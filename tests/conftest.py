@@ -155,3 +155,24 @@ def cue_cache(dfg_run, class8_cache, tmp_path_factory):
     make_cues(CueConfig(generator=str(Path(cfg.engine.storage_path) / "dfg"), cache=str(class8_cache / "cache"),
                         out=str(out), ddim_steps=5, batch_size=16, rows_per_file=128, cpus_per_actor=0.5))
     return out
+
+
+def chromium_driver(*arguments: str):
+    """A headless Debian chromium driven by Selenium (a fixture's body: ``yield from chromium_driver(...)``). The
+    browser is a requirement, not an option: without chromium and chromedriver the tests fail (.ci/run installs them
+    with apt), they do not skip."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and chromedriver):
+        pytest.fail("chromium and chromedriver are needed: apt-get install chromium chromium-driver (as .ci/run does)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", *arguments):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
+    yield driver
+    driver.quit()

@@ -232,6 +232,7 @@ def write_cache(folder, frames: pd.DataFrame, index: dict | None = None) -> str:
 def evaluated_report(tmp_path, folder, cache: str, frames: pd.DataFrame, columns: list[str]) -> str:
     """Score the frames with the model folder's predictor and write the report as ``fas evaluate`` does."""
     from fas.eval.report import evaluate_scores, write_results
+    from fas.evaluate import model_pictures
     from fas.methods import load_predictor
 
     predictor = load_predictor(folder, device="cpu")
@@ -239,8 +240,9 @@ def evaluated_report(tmp_path, folder, cache: str, frames: pd.DataFrame, columns
         score=predictor.predict(*[frames[c].tolist() for c in columns])["score"])
     metrics = evaluate_scores(scores, None, threshold_rule="0.5", interval=False)
     out = tmp_path / "eval"
-    write_results(out, scores, metrics, {"evaluate": {"checkpoint": str(folder), "cache": cache},
-                                         "model": predictor.meta})
+    config = {"evaluate": {"checkpoint": str(folder), "cache": cache}, "model": predictor.meta}
+    write_results(out, scores, metrics, config,
+                  model_pictures=lambda where, threshold: model_pictures(where, scores, threshold, config))
     return out
 
 
@@ -266,7 +268,8 @@ def test_clipc8_report_has_the_attention_page_linked_and_inlined(tmp_path):
 
 def test_agfas_report_has_the_cue_gallery_and_its_reconstruction_is_the_one_the_cue_came_from(tmp_path):
     from fas.cues import decode_cues
-    from fas.eval.gallery import gallery_generator, model_pictures
+    from fas.evaluate import model_pictures
+    from fas.methods.oanet.pictures import gallery_generator
     from fas.explain import reconstructions
     from fas.methods.dfg.generator import CueMaker
     from fas.methods.dfg.model import anomalous_cue

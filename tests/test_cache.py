@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def test_an_interrupted_cache_is_refused_and_half_written_shards_are_ignored(ray
                                                                              monkeypatch):
     out = tmp_path / "cache"
     writes, renames = [], []
-    write_table, replace = pq.write_table, Path.replace
+    write_table, replace = pq.write_table, os.replace
 
     def recording_write(table, where, *args, **kwargs):
         # while a shard is being written nothing sits under its final name, and the cache is not yet complete
@@ -82,12 +83,12 @@ def test_an_interrupted_cache_is_refused_and_half_written_shards_are_ignored(ray
         writes.append((where, final.exists(), (out / "cache.json").exists()))
         return write_table(table, where, *args, **kwargs)
 
-    def recording_replace(self, target):
-        renames.append((Path(self), Path(target)))
-        return replace(self, target)
+    def recording_replace(source, target):
+        renames.append((Path(source), Path(target)))
+        return replace(source, target)
 
     monkeypatch.setattr(pq, "write_table", recording_write)
-    monkeypatch.setattr(Path, "replace", recording_replace)
+    monkeypatch.setattr(os, "replace", recording_replace)  # fas.integrity.write_atomic renames with os.replace
     prepare(PrepareConfig(manifest=str(mixed_manifest), out=str(out), frames=2, size=32, face_workers=1,
                           detector="none", rows_per_shard=3, progress=False))
     monkeypatch.undo()

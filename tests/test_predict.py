@@ -217,3 +217,28 @@ def test_command_line_entry_point(models, media):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["rows"][0]["score"] == pytest.approx(
         predict(models, "pdle", media["selfie"])["rows"][0]["score"], abs=1e-7)
+
+
+def test_a_model_folder_records_the_crop_its_training_cache_was_prepared_with(tmp_path):
+    """A CLIPC8 model trained on whole CLASS-8 frames (no detector) must be shown whole frames by `fas predict`,
+    Serve and `fas label`, not face crops: the engine adds the cache's crop to the folder's config."""
+    from fas.engine.loop import record_crop
+    from fas.integrity import verify_folder
+    from fas.predict import face_settings
+
+    for detector, expected in (("none", {"input": "frame", "detector": "none", "size": 112}),
+                               ("haar", {"input": "face", "detector": "haar", "detector_weights": None,
+                                         "margin": 0.3, "size": 96})):
+        cache, folder = tmp_path / f"cache_{detector}", tmp_path / f"model_{detector}"
+        cache.mkdir()
+        config = {"detector": detector, "detector_weights": None, "margin": 0.3,
+                  "size": 112 if detector == "none" else 96}
+        (cache / "cache.json").write_text(json.dumps({"shards": [], "config": config}))
+        build_clipc8_folder(folder, seed=0)
+        record_crop(folder, str(cache))
+        meta = json.loads((folder / "model_config.json").read_text())
+        assert meta["face"] == expected and verify_folder(folder)  # checksums rewritten with the config
+        face, kind = face_settings(PredictConfig(model=str(folder)), meta)
+        assert kind == expected["input"] and face.detector == detector and face.size == expected["size"]
+        record_crop(folder, str(tmp_path / "elsewhere"))  # a recorded crop is kept; no cache record: nothing
+        assert json.loads((folder / "model_config.json").read_text())["face"] == expected

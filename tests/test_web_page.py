@@ -9,17 +9,15 @@ them with apt), they do not skip.
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import requests
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from fas.data.faces import encode_image
 from tests import test_serve_video
+from tests.conftest import chromium_driver
 from tests.test_serve_video import VIDEO_MODELS, post_video, serve_video_apps
 
 videos = test_serve_video.videos  # the PyAV-written test videos (a module fixture)
@@ -36,17 +34,7 @@ def page_served(ray_local, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and chromedriver):
-        pytest.fail("chromium and chromedriver are needed: apt-get install chromium chromium-driver (as .ci/run does)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):  # a test-pattern webcam
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
-    yield driver
-    driver.quit()
+    yield from chromium_driver("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")  # a test webcam
 
 
 def open_page(driver, url: str):

@@ -341,6 +341,20 @@ def shard_paths(cache_dir: str | Path) -> list[str]:
     return paths
 
 
+def crop_record(cache_dir: str | Path) -> dict | None:
+    """How the cache's frames were cropped, as a model folder's ``face`` record (``fas predict``, Serve and
+    ``fas label`` crop new images the same way): the whole frame when it was prepared without a detector, else the
+    face crop of its detector, margin and size. None when the cache records no preparation settings."""
+    index = Path(cache_dir) / CACHE_INDEX
+    config = json.loads(index.read_text()).get("config") if index.is_file() else None
+    if not config or "detector" not in config:
+        return None
+    if config["detector"] == "none":
+        return {"input": "frame", "detector": "none", "size": config["size"]}
+    return {"input": "face", "detector": config["detector"], "detector_weights": config.get("detector_weights"),
+            "margin": config["margin"], "size": config["size"]}
+
+
 def read_cache(cache_dir: str | Path, columns: list[str] | None = None):
     """The cache as a streaming Ray Dataset (the listed shards only)."""
     import ray

@@ -52,6 +52,9 @@ class EngineConfig:
     keep_checkpoints: int = 2
     seed: int = 0
     address: str | None = None  # Ray cluster to join; None: $RAY_ADDRESS or an embedded local one
+    # fine-tune a previous model: its model folder, or its run folder (the newest complete checkpoint), of the same
+    # method and architecture; its weights replace the initial ones (a resumed run loads its own checkpoint instead)
+    init_from: str | None = None
     # fault drills (`fas drill`): the last worker SIGKILLs itself in the middle of this step (after its backward,
     # before its optimizer step), once per run (RUN/drill_kill.json records it); 0: never
     drill_kill_at_step: int = 0

@@ -44,7 +44,7 @@ def train(cfg, callbacks: list | None = None) -> TrainRun:
     from ray.train.torch import TorchTrainer
 
     from fas.engine.data import train_order, training_datasets
-    from fas.engine.loop import recover_snapshot, worker_loop
+    from fas.engine.loop import init_folder, recover_snapshot, worker_loop
     from fas.engine.tracking import ending_runs, tracking_callbacks
     from fas.methods import method_of_config
     from fas.provenance import write_run_config
@@ -57,6 +57,9 @@ def train(cfg, callbacks: list | None = None) -> TrainRun:
     if method.prepare is not None:
         cfg = resolve(method.prepare)(cfg)
     needs = resolve(method.data)(cfg)
+    if run.init_from:  # a wrong folder fails here, not on every worker
+        run = dataclasses.replace(run, init_from=str(init_folder(run.init_from, method.name)))
+        cfg = dataclasses.replace(cfg, engine=run)
     run_dir = Path(storage_uri(run.storage_path)) / run.name
     tracking = tracking_callbacks(cfg, run_dir)  # opt-in TensorBoard / MLflow; a bad setting fails here
     write_run_config(run_dir, cfg, method)

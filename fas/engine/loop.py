@@ -50,6 +50,8 @@ class Run:
         self.threads = set_worker_threads(self.run.cpus_per_worker)
         torch.manual_seed(self.run.seed)  # every rank builds the same initial weights
         self.task = resolve(method.task)(cfg, self.ctx)
+        if self.run.init_from:  # a resumed run's checkpoint replaces these weights below
+            load_initial_weights(self.task.module, self.run.init_from)
         apply_memory_options(self.task.module, grad_checkpointing=self.run.grad_checkpointing,
                              channels_last=self.run.channels_last)
         self.zero_stage = effective_zero_stage(self.run.zero_stage, self.world)
@@ -183,11 +185,28 @@ class Run:
                 self.engine.save_checkpoint(str(folder), tag=DS_TAG)
                 if self.rank == 0:
                     self.task.portable(folder)
+                    record_crop(folder, self.cfg.cache)
                     state = {"epoch": self.epoch, "epoch_batches": self.epoch_batches, **metrics,
                              "history": self.history}
                     write_text(folder / STATE_FILE, json.dumps(state))
             report({**metrics, "epoch": self.epoch})
         self._new_window()
+
+
+def record_crop(folder: Path, cache: str) -> None:
+    """Add to the model folder's config how its training frames were cropped (``face``: whole frame or face crop,
+    from the cache's preparation), unless the method recorded it: inference then crops new images the same way
+    (a CLIPC8 model trained on whole CLASS-8 frames must not be shown face crops)."""
+    from fas.data.cache import crop_record
+    from fas.integrity import recorded_checksums, write_checksums
+    from fas.methods.base import MODEL_CONFIG_FILE
+
+    path, crop = Path(folder) / MODEL_CONFIG_FILE, crop_record(cache) if cache else None
+    meta = json.loads(path.read_text()) if path.is_file() else None
+    if meta is None or crop is None or "face" in meta:
+        return
+    write_text(path, json.dumps({**meta, "face": crop}, indent=2))
+    write_checksums(folder, recorded_checksums(folder) or (MODEL_CONFIG_FILE,))
 
 
 def resume_position(saved: dict, unit: str) -> tuple[int, int, int]:
@@ -234,8 +253,6 @@ def recover_snapshot(run_dir: Path) -> str | None:
     leaves it empty, and the controller of the rerun then refuses to start (the disk-full drill found this). Set
     such a file aside and name the newest complete checkpoint folder (its ``train_state.json``, written last, and
     its model files' checksums) to resume from instead. None when the record is readable or absent."""
-    from fas.integrity import IntegrityError, verify_folder
-
     snapshot = Path(run_dir) / SNAPSHOT_FILE
     try:
         json.loads(snapshot.read_text())
@@ -245,18 +262,58 @@ def recover_snapshot(run_dir: Path) -> str | None:
     except ValueError:
         aside = snapshot.with_name(f"{SNAPSHOT_FILE}.unreadable-{int(time.time())}")
         snapshot.rename(aside)
-    complete = []
-    for folder in sorted(Path(run_dir).glob("checkpoint_*")):
-        try:
-            if (folder / STATE_FILE).is_file() and (folder / DS_TAG).exists():
-                verify_folder(folder)
-                complete.append(folder)
-        except IntegrityError:
-            continue
+    complete = complete_checkpoints(run_dir)
     found = str(complete[-1]) if complete else None
     say(f"[{Path(run_dir).name}] Ray Train's checkpoint record {snapshot} was unreadable (set aside as {aside.name}); "
         + (f"resuming from {found}" if found else "no complete checkpoint: starting over"))
     return found
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """A run's checkpoint folders that were written whole (``train_state.json``, written last, and the engine state)
+    and whose files match their checksums, oldest first."""
+    from fas.integrity import IntegrityError, verify_folder
+
+    complete = []
+    for folder in sorted(Path(run_dir).glob("checkpoint_*")):
+        try:
+            if (folder / STATE_FILE).is_file() and (folder / DS_TAG).exists():
+                verify_folder(folder)  # a folder from before checksums passes, with a warning naming it
+                complete.append(folder)
+        except IntegrityError:
+            continue
+    return complete
+
+
+def init_folder(init_from: str, method: str) -> Path:
+    """The model folder ``init_from`` names (a model folder, or a run folder: its newest complete checkpoint), after
+    checking that it holds a ``method`` model."""
+    from fas.methods import read_model_meta
+    from fas.methods.base import WEIGHTS_FILE
+
+    folder = Path(init_from)
+    if not (folder / WEIGHTS_FILE).is_file():
+        complete = complete_checkpoints(folder) if folder.is_dir() else []
+        if not complete:
+            raise ValueError(f"init_from {init_from}: neither a model folder (no {WEIGHTS_FILE}) nor a run folder with "
+                             "a complete checkpoint; give the previous run's folder (storage_path/name) or its model")
+        folder = complete[-1]
+    found = read_model_meta(folder)["method"]
+    if found != method:
+        raise ValueError(f"init_from {folder} holds a {found} model; this run trains {method}")
+    return folder.resolve()
+
+
+def load_initial_weights(module: torch.nn.Module, folder: str) -> None:
+    """``folder``'s weights into the freshly built module, before the engine wraps it (every rank loads the same)."""
+    from fas.integrity import load_state
+    from fas.methods.base import WEIGHTS_FILE
+
+    result = module.load_state_dict(load_state(Path(folder) / WEIGHTS_FILE), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(f"init_from {folder}: its weights do not fit this run's model (missing {len(result.missing_keys)}"
+                         f", e.g. {result.missing_keys[:2]}; unexpected {len(result.unexpected_keys)}, e.g. "
+                         f"{result.unexpected_keys[:2]}): the same method and architecture are needed")
 
 
 def registered_checkpoints(run_dir: Path) -> int:

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -363,9 +363,11 @@ def write_pictures(folder: Path, scores_df: pd.DataFrame, metrics: Mapping,
 
 
 def write_results(folder, scores_df: pd.DataFrame, metrics: Mapping, config: Mapping,
-                  pictures: Mapping[str, str] | None = None) -> dict[str, Path]:
+                  pictures: Mapping[str, str] | None = None,
+                  model_pictures: Callable[[Path, float], Mapping[str, str]] | None = None) -> dict[str, Path]:
     """Write scores.csv, metrics.json, report.md and report.html, the pictures (roc.png, det.png, scores.png,
-    apcer.png, confusion.png; ``pictures``: more, caption -> a file already in ``folder``) and config.yaml (config
+    apcer.png, confusion.png; ``pictures``: more, caption -> a file already in ``folder``; ``model_pictures(folder,
+    threshold)``: those drawn with the evaluated model, which this layer does not load) and config.yaml (config
     + package versions) to ``folder``."""
     from fas.integrity import storage_errors, write_atomic
 
@@ -379,9 +381,8 @@ def write_results(folder, scores_df: pd.DataFrame, metrics: Mapping, config: Map
     measured = measured_scores(scores_df, metrics)  # the rows the metrics counted (per video at video level)
     plot_roc(measured, metrics, paths["roc.png"])
     pictures = {**write_pictures(folder, scores_df, metrics, measured), **(pictures or {})}  # + the caller's
-    from fas.eval.gallery import model_pictures  # the evaluated model's attention maps / cue gallery (issue 21)
-
-    pictures.update(model_pictures(folder, scores_df, metrics["threshold"], config))
+    if model_pictures is not None:  # the evaluated model's attention maps / cue gallery
+        pictures.update(model_pictures(folder, metrics["threshold"]))
     curves = Path((config.get("training") or {}).get("path", "")).parent / "curves.png"
     if config.get("training") and curves.is_file():  # the evaluated run's training curves, beside its results
         shutil.copyfile(curves, folder / "training_curves.png")

@@ -200,6 +200,9 @@ class Method:
     weightless: Any = lambda cfg, folder: cfg  # (cfg, folder) -> the same architecture, nothing to load (``fas plan``)
     cue_maker: Any = None  # generators: (folder, device) -> CueMaker, for the cue job and Serve
     commands: tuple[str, ...] = ()  # "module:function"s that add the method's own ``fas`` subcommands
+    # (folder, predictor, chosen frames, cache, checkpoint, threshold) -> {caption: file}: the evaluation report's
+    # pictures that need the model itself (CLIPC8's attention rollout, AG-FAS's cue gallery)
+    pictures: Any = None
     aliases: tuple[str, ...] = ()
     summary: str = ""
     module: str = ""  # where the record is registered; saved in model folders so any process can find it

@@ -46,7 +46,7 @@ def _has_splits(folder: Path) -> bool:
     return any(split_of(d.name) for d in subdirs(folder))
 
 
-def _domains(root: Path) -> list[tuple[str, Path]]:
+def class8_domains(root: Path) -> list[tuple[str, Path]]:
     """(domain, domain root) pairs: the root itself, or each sub-folder of a multi-domain tree."""
     if _has_splits(root):
         return [("class8", root)]
@@ -96,7 +96,7 @@ def _domain_rows(domain: str, domain_root: Path) -> list[dict]:
 def read_class8(root: Path, protocol: str | None) -> list[dict]:
     """Rows for a single- or multi-domain 8-category tree, with the category letter as extra column."""
     reject_protocol("class8", protocol)
-    rows = [row for domain, domain_root in _domains(root) for row in _domain_rows(domain, domain_root)]
+    rows = [row for domain, domain_root in class8_domains(root) for row in _domain_rows(domain, domain_root)]
     if not rows:
         raise no_samples(root, _EXPECTED)
     return disambiguate(rows)

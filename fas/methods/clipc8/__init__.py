@@ -15,6 +15,6 @@ METHOD = register(Method(
     weights="fas.methods.clipc8.model:config_weights", weightless=random_init("pretrained"),
     task="fas.methods.clipc8.task:CLIPC8Task", prepare="fas.methods.clipc8.task:prepare", predictor="fas.methods.clipc8.predictor:CLIPC8Predictor",
     data=lambda cfg: DataNeeds(columns=("image", "attack")),
-    commands=("fas.methods.clipc8.cli:add_commands",),
+    commands=("fas.methods.clipc8.cli:add_commands",), pictures="fas.methods.clipc8.pictures:attention_pictures",
     summary="CLIP image encoder fine-tuned against 8 frozen class texts; P(real) of the top-1 softmax",
 ))

@@ -34,7 +34,7 @@ METHOD = register(Method(
     weights="fas.methods.oanet.model:config_weights", weightless=random_init("pretrained", "cue_pretrained"),
     batch_field="per_group",
     task="fas.methods.oanet.task:OANetTask", predictor="fas.methods.oanet.predictor:OANetPredictor", data=data,
-    prepare="fas.methods.oanet.task:prepare", inputs=lambda meta: tuple(meta.get("inputs", ("image", "cue"))),
+    prepare="fas.methods.oanet.task:prepare", pictures="fas.methods.oanet.pictures:cue_pictures", inputs=lambda meta: tuple(meta.get("inputs", ("image", "cue"))),
     model_meta="fas.methods.oanet.task:portable_meta",
     needs={"generator": "dfg"}, companions=companions, aliases=("agfas",),
     summary="AG-FAS: ViT with cross-attention to the generator's anomalous cue, trained with SSDG",
