@@ -26,6 +26,7 @@ def _bench(tmp_path: Path, *flags: str) -> tuple[dict, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # ~200 s; tests/test_engine_speed.py and test_data_bench.py cover the paths
 def test_bench_runs_each_distributed_path_beside_its_plain_loop(tmp_path):
     report, stdout = _bench(tmp_path, "--only", "train,cues,data,serve", "--gpu")
     rows = report["rows"]

@@ -160,3 +160,38 @@ def test_init_from_names_a_model_folder_or_a_runs_newest_complete_checkpoint(tmp
     shutil.rmtree(run)
     with pytest.raises(ValueError, match="neither a model folder .* nor a run folder with a complete checkpoint"):
         init_folder(str(run), "clipc8")
+
+
+def test_the_label_commands_from_suggest_to_merge(tmp_path, capsys):
+    """`fas label suggest | review --export-csv/--import-csv | merge` as a user types them (a random tiny CLIPC8:
+    the commands, not the model, are under test); an unreadable capture is counted, not fatal."""
+    from fas.cli import main
+    from fas.label.queue import load_queue, read_decisions
+    from tests.test_serve import build_clipc8_folder
+
+    root, captures, queue, sheet = tmp_path / "class8", tmp_path / "captures", tmp_path / "queue", tmp_path / "q.csv"
+    small_tree(root)
+    build_clipc8_folder(tmp_path / "model", seed=0)
+    for n in range(3):
+        write_png(captures / f"new_{n}.png", picture(300 + n))
+    (captures / "broken.png").write_bytes(b"not a png")
+    assert main(["label", "suggest", str(tmp_path / "model"), str(captures), "--out", str(queue),
+                 "--dataset", str(root)]) == 0
+    assert "3 items from 4 files (1 unreadable, 0 duplicates flagged, 0 exact)" in capsys.readouterr().out
+    items = load_queue(queue)["items"]
+    assert load_queue(queue)["unreadable"] == [{"source": str(captures / "broken.png"),
+                                                "error": "bytes are not a decodable image"}]
+    assert main(["label", "review", str(queue), "--export-csv", str(sheet)]) == 0
+    lines = sheet.read_text().splitlines()
+    decided = [lines[0]] + [line + value for line, value in zip(lines[1:], ("b", "c", "skip"))]
+    sheet.write_text("\n".join(decided) + "\n")
+    assert main(["label", "review", str(queue), "--import-csv", str(sheet)]) == 0
+    assert {d["id"]: d["category"] for d in read_decisions(queue).values()} == {
+        items[0]["id"]: "b", items[1]["id"]: "c", items[2]["id"]: None}
+    capsys.readouterr()
+    assert main(["label", "merge", str(queue), "--into", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"2 images added to {root}: version {versions(root)[1]['version']} (parent "
+                          f"{versions(root)[0]['version']}); left out: 1 skipped")
+    assert main(["label", "merge", str(queue), "--into", str(root), "--split", "test"]) == 2  # refused, said why
+    assert "the held-out set is frozen" in capsys.readouterr().err

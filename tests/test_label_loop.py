@@ -24,7 +24,7 @@ from tests.test_label_review import served
 
 pytestmark = pytest.mark.slow
 DOMAIN = "synth-cam-a"
-TRAINING = {"epochs": 20, "num_workers": 1, "cpus_per_worker": 1.0, "validate": False, "backend": "ddp"}
+TRAINING = {"epochs": 12, "num_workers": 1, "cpus_per_worker": 1.0, "validate": False, "backend": "ddp"}
 
 
 @pytest.fixture(scope="module")

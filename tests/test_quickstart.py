@@ -13,6 +13,7 @@ from tests.test_cli import _fas
 
 
 @pytest.mark.slow
+@pytest.mark.long  # ~260 s; tests/test_cli.py runs the same quickstart at a smaller size
 def test_the_readme_quickstart_at_its_default_size(tmp_path):
     proc = _fas("quickstart", "--out", str(tmp_path / "qs"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -205,3 +205,13 @@ def test_quality_section_of_the_app_config():
     assert cfg.quality.min_face_px == 100 and cfg.quality.uncertain_band == [0.4, 0.6]
     with pytest.raises(ValueError, match="uncertain_band"):
         parse_app_config({"models": [{"name": "a", "path": "x"}], "quality": {"uncertain_band": [0.6, 0.4]}})
+
+
+def test_a_load_phase_that_answered_nothing_has_no_ratio_and_the_table_says_so():
+    """Serve answering only 500s must leave the report readable (the load job once died dividing None here)."""
+    from fas.serve.load import compare, figure
+
+    failed, local = {"req_per_s": 0.0, "p50_ms": None}, {"req_per_s": 5.0, "p50_ms": 3.0}
+    assert compare(failed, local) == {"throughput_ratio": None, "p50_latency_ratio": None}
+    assert compare({"req_per_s": 2.0, "p50_ms": 6.0}, local) == {"throughput_ratio": 0.4, "p50_latency_ratio": 2.0}
+    assert (figure(None, 8, 1), figure(1.25, 8, 1)) == ("       -", "     1.2")

@@ -342,10 +342,17 @@ def deploy(app_args: dict, cfg: LoadConfig, port: int) -> str:
     return f"http://127.0.0.1:{port}{cfg.route_prefix.rstrip('/')}/v1/liveness"
 
 
+def figure(value: float | None, width: int, digits: int) -> str:
+    """A table figure; ``-`` where a phase answered nothing."""
+    return f"{value:{width}.{digits}f}" if value is not None else "-".rjust(width)
+
+
 def compare(serve_stats: dict, local: dict) -> dict:
     """Serve over the in-process loop: throughput > 1 means more req/s with Serve, p50 latency > 1 slower answers."""
-    return {"throughput_ratio": serve_stats["req_per_s"] / local["req_per_s"],
-            "p50_latency_ratio": serve_stats["p50_ms"] / local["p50_ms"]}
+    def ratio(key: str) -> float | None:  # None when a phase answered nothing (its figure is None or 0)
+        return serve_stats[key] / local[key] if serve_stats.get(key) and local.get(key) else None
+
+    return {"throughput_ratio": ratio("req_per_s"), "p50_latency_ratio": ratio("p50_ms")}
 
 
 def run_load(cfg: LoadConfig, app_args: dict | None = None) -> dict:
@@ -383,12 +390,12 @@ def format_report(report: dict) -> str:
     lines = [f"{'':34} {'ok':>5} {'failed':>6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7}"]
     for name, s in rows:
         if s:
-            lines.append(f"{name:34} {s['ok']:5d} {s['failed']:6d} {s['p50_ms']:8.1f} {s['p99_ms']:8.1f} "
-                         f"{s['req_per_s']:7.2f}")
+            lines.append(f"{name:34} {s['ok']:5d} {s['failed']:6d} {figure(s['p50_ms'], 8, 1)} "
+                         f"{figure(s['p99_ms'], 8, 1)} {figure(s['req_per_s'], 7, 2)}")
     if "serve_vs_in_process" in report:
         ratio = report["serve_vs_in_process"]
-        lines.append(f"serve / in-process: throughput x{ratio['throughput_ratio']:.2f}, "
-                     f"p50 latency x{ratio['p50_latency_ratio']:.2f}")
+        lines.append(f"serve / in-process: throughput x{figure(ratio['throughput_ratio'], 0, 2)}, "
+                     f"p50 latency x{figure(ratio['p50_latency_ratio'], 0, 2)}")
     if "kill" in report:
         kill = report["kill"]
         replaced = kill["replaced_after_s"]
