@@ -64,7 +64,7 @@ def _check_pair(true, pred, categories) -> tuple[np.ndarray, np.ndarray]:
     return t, p
 
 
-def _detected(t: np.ndarray, p: np.ndarray, real_index: int) -> np.ndarray:
+def detected(t: np.ndarray, p: np.ndarray, real_index: int) -> np.ndarray:
     """Per sample: a real one predicted real, or an attack predicted as any attack class."""
     return np.where(t == real_index, p == real_index, p != real_index)
 
@@ -72,7 +72,7 @@ def _detected(t: np.ndarray, p: np.ndarray, real_index: int) -> np.ndarray:
 def detection_rates(true, pred, categories: Sequence[str] = CLIPC8_CATEGORIES, real_index: int = 0) -> dict:
     """U per category name; ``None`` for a category with no samples (the rate is undefined, not 0)."""
     t, p = _check_pair(true, pred, categories)
-    hit = _detected(t, p, real_index)
+    hit = detected(t, p, real_index)
     return {name: (float(hit[t == k].mean()) if (t == k).any() else None) for k, name in enumerate(categories)}
 
 
@@ -95,7 +95,7 @@ def domain_rates(true, pred, domains, categories: Sequence[str] = CLIPC8_CATEGOR
     d = np.asarray(domains, dtype=object).astype(str)
     if len(d) != len(t):
         raise MetricsInputError(f"{len(d)} domains but {len(t)} samples; give one domain per sample")
-    hit = _detected(t, p, real_index)
+    hit = detected(t, p, real_index)
     rows = []
     for name, mask in [(k, d == k) for k in sorted(set(d.tolist()))] + [("all", np.ones(len(d), bool))]:
         real, fake = mask & (t == real_index), mask & (t != real_index)

@@ -59,16 +59,17 @@ def paired_interval(hit_old: np.ndarray, hit_new: np.ndarray, rng: np.random.Gen
 
 def compare_rows(true: np.ndarray, old: np.ndarray, new: np.ndarray, names: list[str], seed: int = 0) -> list[dict]:
     """One row per category with held-out images: n, U of each model, the difference, its interval, the verdict."""
-    rng, rows = np.random.default_rng(seed), []
-    for index, name in enumerate(names):
+    from fas.eval.categories import detected, letters
+
+    rng, rows, hits_old, hits_new = np.random.default_rng(seed), [], detected(true, old, 0), detected(true, new, 0)
+    for index, (letter, name) in enumerate(zip(letters(len(names)), names)):
         mask = true == index
         if not mask.any():
             continue
-        hit_old = (old[mask] == 0) if index == 0 else (old[mask] != 0)
-        hit_new = (new[mask] == 0) if index == 0 else (new[mask] != 0)
+        hit_old, hit_new = hits_old[mask], hits_new[mask]
         low, high = paired_interval(hit_old.astype(float), hit_new.astype(float), rng)
         verdict = "better" if low > 0 else "worse" if high < 0 else "within the interval"
-        rows.append({"category": "abcdefgh"[index], "name": name, "n": int(mask.sum()),
+        rows.append({"category": letter, "name": name, "n": int(mask.sum()),
                      "previous": float(hit_old.mean()), "new": float(hit_new.mean()),
                      "change": float(hit_new.mean() - hit_old.mean()), "interval": [low, high], "verdict": verdict})
     return rows
