@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import socket
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +14,8 @@ import pytest
 import requests
 
 import tests.toy.method  # noqa: F401 (registers "toy")
+from fas.serve.bench import free_port
+from fas.serve.load import serving_port
 
 PACKAGE = Path(__file__).resolve().parent.parent / "fas"
 
@@ -127,15 +128,12 @@ def test_serve_answers_with_a_method_registered_outside_the_package(toy_quicksta
     from fas.serve.pipeline import FacePipeline
     from fas.serve.config import FaceConfig
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = serving_port(free_port())  # an earlier module's Serve may still run: serve.start would keep its port
     tiny = {"ray_actor_options": {"num_cpus": 0.05}}
     face = {"detector": "none", "size": 64, "deployment": tiny}
     args = {"models": [{"name": "toy", "path": str(toy_quickstart / "models" / "toy"), "input": "frame",
                         "deployment": tiny}], "face": face, "fusion": {"deployment": tiny}, "ingress_deployment": tiny}
     image = next((toy_quickstart / "data" / "class8").rglob("*.png")).read_bytes()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
         serve.run(build_app(args), name="toy", route_prefix="/")
         answer = requests.post(f"http://127.0.0.1:{port}/v1/liveness", files={"image": ("x.png", image)}, timeout=60)

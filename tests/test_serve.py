@@ -25,6 +25,7 @@ from fas.data.faces import decode_image, detect_and_crop, encode_image, make_det
 from fas.quality import CODES
 from fas.serve.config import parse_app_config
 from fas.serve.bench import free_port
+from fas.serve.load import serving_port
 
 METRICS = {"threshold": 0.5, "threshold_rule": "dev_eer"}
 LIMITS = {"max_bytes": 300_000, "max_pixels": 1_500_000, "min_side": 32}
@@ -147,8 +148,7 @@ def served(ray_local, model_folders):
 
     from fas.serve.app import build_app
 
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    port = serving_port(free_port())  # the running Serve's port when one runs
     strict_face = {"detector": "haar", "no_face": "reject", "multiple_faces": "reject"}
     first = dict(list(model_folders.items())[:1])
     serve.run(build_app(app_args(model_folders)), name="liveness", route_prefix="/")

@@ -31,6 +31,7 @@ from fas.serve.config import AuthConfig, FaceConfig, parse_app_config
 from fas.serve.pipeline import FacePipeline
 from fas.serve.validation import BadInput
 from tests.test_serve import METRICS, TINY_CPU, build_clipc8_folder, free_port
+from fas.serve.load import serving_port
 
 FILE_KEY = "file-key-0123456789"
 ENV_KEYS = ("env-key-one", "env-key-two")
@@ -166,8 +167,7 @@ def secured(ray_local, tmp_path_factory):
         app = build_app(args)
     finally:
         del os.environ[ENV_NAME]
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    port = serving_port(free_port())  # the running Serve's port when one runs
     serve.run(app, name="secured", route_prefix="/")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()

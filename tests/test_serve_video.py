@@ -26,6 +26,7 @@ from fas.data.faces import encode_image
 from fas.data.video import sample_frames
 from fas.eval.aggregate import aggregate_by_video
 from tests.test_serve import LIMITS, METRICS, app_args, build_clipc8_folder, free_port
+from fas.serve.load import serving_port
 
 VIDEO_LIMITS = {**LIMITS, "video_max_bytes": 1_000_000, "video_max_seconds": 5.0, "video_max_frames": 100}
 VIDEO_MODELS = ("clipc8_frame", "clipc8_face")  # names of tests.test_serve.MODEL_FOLDERS: input kind + weight
@@ -102,8 +103,7 @@ def serve_video_apps(root: Path, strict: bool, models: tuple[str, ...] = VIDEO_M
         folders[name].mkdir()
         build_clipc8_folder(folders[name], seed)
         (folders[name] / "metrics.json").write_text(json.dumps(METRICS))
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    port = serving_port(free_port())  # the running Serve's port when one runs
     serve.run(build_app(app_args(folders, limits=VIDEO_LIMITS)), name="video", route_prefix="/")
     if strict:
         rejecting = app_args({models[-1]: folders[models[-1]]}, limits=VIDEO_LIMITS,

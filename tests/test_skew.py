@@ -4,7 +4,6 @@ as from the data plane, and the same score from the evaluation job, the predicto
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +12,8 @@ import pytest
 import requests
 
 from tests.test_serve import build_clipc8_folder, build_pdle_folder
+from fas.serve.bench import free_port
+from fas.serve.load import serving_port
 
 BUILDERS = {"clipc8": build_clipc8_folder, "pdle": build_pdle_folder}
 TINY = {"ray_actor_options": {"num_cpus": 0.05}}
@@ -24,13 +25,10 @@ def serve_scores(folders: dict[str, Path], upload: bytes) -> dict[str, float]:
 
     from fas.serve.app import build_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = serving_port(free_port())  # the running Serve's port when one runs
     models = [{"name": n, "path": str(p), "input": "frame", "deployment": TINY} for n, p in folders.items()]
     args = {"models": models, "face": {"detector": "none", "size": 112, "deployment": TINY},
             "fusion": {"deployment": TINY}, "ingress_deployment": TINY}
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
         serve.run(build_app(args), name="skew", route_prefix="/")
         answer = requests.post(f"http://127.0.0.1:{port}/v1/liveness", files={"image": ("x.png", upload)},

@@ -131,7 +131,7 @@ def loopback_only(workdir: Path, seconds: float = 12.0, timeout_s: float = 240.0
     train_pids = {s["pid"] for s in sockets if s["process"].startswith("ray::RayTrainWorker")}
     gloo = [s for s in sockets if s["pid"] in train_pids and s["status"] == "ESTABLISHED"]
     figures = {"sockets": len(sockets), "beyond_loopback": outside, "torch_store_listeners": unfixable,
-               "train_worker_connections": len(gloo),
+               "attempts": len(stores), "train_worker_connections": len(gloo),
                "processes": len({s["pid"] for s in sockets}), "returncode": proc.returncode,
                "trained": "trained" in out.splitlines()}
     passed = proc.returncode == 0 and figures["trained"] and not outside and len(gloo) > 0
@@ -139,6 +139,7 @@ def loopback_only(workdir: Path, seconds: float = 12.0, timeout_s: float = 240.0
     outcome = (f"{len(sockets)} TCP sockets in {figures['processes']} processes, "
                f"{len(outside)} beyond loopback" + (f" ({listing})" if outside else "")
                + (f"; torch's rendezvous store listens on every interface (port {sorted(stores)})" if unfixable else "")
+               + (f"; the worker group was started {len(stores)} times" if len(stores) > 1 else "")
                + ("" if figures["trained"] else f"; training failed: {out[-400:]}"))
     return DrillResult("loopback_only", "2-worker gloo training on the embedded cluster; sockets listed",
                        outcome, "none", "none", None, passed, figures)

@@ -42,6 +42,8 @@ def test_embedded_training_stays_on_loopback(tmp_path):
     assert figures["returncode"] == 0 and figures["trained"], result.outcome
     assert figures["beyond_loopback"] == [], result.outcome
     assert figures["train_worker_connections"] >= 2  # the two workers' gloo pair (and their Ray links) were seen
-    # torch's TCPStore (rank 0, MASTER_PORT) is the one listener on every interface; nothing else is set apart
-    assert len(figures["torch_store_listeners"]) <= 1
+    # torch's TCPStore (rank 0, MASTER_PORT) is the one listener on every interface, one per attempt of the worker
+    # group (a stalled gloo group is timed out and started once more: seen in CI); nothing else is set apart
+    assert 1 <= figures["attempts"] <= 2
+    assert len(figures["torch_store_listeners"]) <= figures["attempts"]
     assert result.passed

@@ -20,7 +20,7 @@ def app(ray_local, tmp_path_factory):
     args = fault_app_args(build_tiny_model(tmp_path_factory.mktemp("fault_model") / "tiny"))
     serve.run(build_app(args), name="faults", route_prefix="/faults", logging_config={"log_level": "WARNING"})
     yield RunningApp(f"http://127.0.0.1:{port}/faults", "faults", "tiny")
-    serve.delete("faults")
+    serve.shutdown()  # the next module starts Serve on a port of its own
 
 
 def test_overload_is_served_or_refused_with_retry_after(app, tmp_path):
