@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,6 +168,7 @@ def test_the_label_commands_from_suggest_to_merge(tmp_path, capsys):
     the commands, not the model, are under test); an unreadable capture is counted, not fatal."""
     from fas.cli import main
     from fas.label.queue import load_queue, read_decisions
+    from fas.predict import LocalPredict, PredictConfig
     from tests.test_serve import build_clipc8_folder
 
     root, captures, queue, sheet = tmp_path / "class8", tmp_path / "captures", tmp_path / "queue", tmp_path / "q.csv"
@@ -181,6 +183,11 @@ def test_the_label_commands_from_suggest_to_merge(tmp_path, capsys):
     items = load_queue(queue)["items"]
     assert load_queue(queue)["unreadable"] == [{"source": str(captures / "broken.png"),
                                                 "error": "bytes are not a decodable image"}]
+    local = LocalPredict(PredictConfig(model=str(tmp_path / "model"), threshold=0.5))
+    for item in items:  # the reviewer sees the quality notes `fas predict` gives the same capture (no face, blur, ...)
+        row = local.score(Path(item["source"]))[0]
+        assert (item["warnings"], item["num_faces"], item["box"]) == (row["warnings"], row["num_faces"], row["box"])
+    assert any(item["warnings"] for item in items)  # the generated captures do draw notes: the check has content
     assert main(["label", "review", str(queue), "--export-csv", str(sheet)]) == 0
     lines = sheet.read_text().splitlines()
     decided = [lines[0]] + [line + value for line, value in zip(lines[1:], ("b", "c", "skip"))]

@@ -28,6 +28,7 @@ from tests.conftest import chromium_driver
 CATEGORIES = dict(zip("abcdefgh", ("real", "id_card", "face_mask", "online_verification", "personal_id",
                                    "recaptured", "photoshopped", "dark_environment")))
 WAIT_S = 20
+NO_FACE = {"code": "no_face", "detail": "no face was found; the whole frame was scored"}  # as fas.quality words it
 # id, suggested letter, runner-up, image name, size, colour, frame, box, duplicate
 ITEMS = [
     ("000001", "c", "a", "one.png", (1200, 600), (200, 30, 30), None, [300, 150, 900, 450], None),
@@ -55,6 +56,7 @@ def make_queue(folder, items=ITEMS) -> dict:
                      "frame": frame, "image": name if frame is not None else str(path), "category": top,
                      "category_name": CATEGORIES[top], "probs": p, "margin": 0.3,
                      "entropy": -sum(v * math.log(v) for v in p.values()), "box": box, "sha256": f"{item_id}sha",
+                     "num_faces": 1 if box else 0, "warnings": [] if box else [NO_FACE],
                      "phash": f"{item_id}ph", "duplicate": duplicate and duplicate | {"of": str(folder / "older.png")}})
     queue = {"model": "toy-clipc8", "categories": CATEGORIES, "created": "2025-01-01T00:00:00", "items": rows}
     q.write_queue(folder, queue)
@@ -107,7 +109,8 @@ def test_queue_lists_items_in_order_with_their_decisions(client, folder):
     first = answer["items"][0]
     on_disk = q.load_queue(folder)["items"][0]
     assert first == {key: on_disk[key] for key in ("id", "source", "frame", "image", "category", "category_name",
-                                                    "probs", "margin", "entropy", "box", "duplicate")} | {
+                                                    "probs", "margin", "entropy", "box", "num_faces", "warnings",
+                                                    "duplicate")} | {
         "decided": False, "decision": None}
     q.write_decision(folder, "000002", "g", by="csv")
     q.write_decision(folder, "000004", None, by="csv")  # skipped: decided, no category
@@ -310,6 +313,7 @@ def test_review_in_the_browser(browser, folder):
         assert (text(browser, "margin"), text(browser, "entropy"), text(browser, "max-entropy")) == (
             "0.300", f"{entropy:.3f}", f"{math.log(8):.3f}")
         assert not browser.find_element(By.ID, "duplicate").is_displayed()
+        assert not browser.find_element(By.ID, "warnings").is_displayed()
         assert_box_drawn(browser, (1200, 600), [300, 150, 900, 450])
         assert image_and_box(browser)["img"][2] < 1200  # scaled down to fit: the box followed
         assert len(browser.find_elements(By.CSS_SELECTOR, "#legend li")) == 11
@@ -320,6 +324,8 @@ def test_review_in_the_browser(browser, folder):
         assert text(browser, "duplicate") == (f"Possible duplicate: near duplicate of {folder / 'older.png'} "
                                               f"(distance 3)")
         assert not browser.find_element(By.ID, "box").is_displayed()  # this item has no box
+        assert [(li.get_attribute("data-code"), li.text) for li in browser.find_elements(
+            By.CSS_SELECTOR, "#warnings li")] == [("no_face", NO_FACE["detail"])]  # and the reviewer is told why
 
         press(browser, Keys.ENTER)  # accept the suggestion, a
         wait_item(browser, "000003", "2 of 6 decided")

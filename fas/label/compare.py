@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fas.eval.categories import CLIPC8_CATEGORIES, letters
 from fas.label.dataset import check_heldout
 
 RESAMPLES = 1000
@@ -28,7 +29,8 @@ def heldout_images(root: Path) -> tuple[list[Path], np.ndarray]:
     table = read_dataset("class8", root)
     rows = [(Path(p), c) for p, c in zip(table["path"].to_pylist(), table["category"].to_pylist())
             if Path(p).resolve().relative_to(root.resolve()).as_posix() in frozen]
-    return [p for p, _ in rows], np.array(["abcdefgh".index(c) for _, c in rows])
+    order = letters(len(CLIPC8_CATEGORIES))
+    return [p for p, _ in rows], np.array([order.index(c) for _, c in rows])
 
 
 def predicted_categories(model: str, paths: list[Path]) -> np.ndarray:
@@ -43,7 +45,7 @@ def predicted_categories(model: str, paths: list[Path]) -> np.ndarray:
         items = suggester.file_items(path)
         if "error" in items[0]:
             raise ValueError(f"held-out file {path} cannot be read: {items[0]['error']}")
-        probs = np.mean([[item["probs"][k] for k in "abcdefgh"[:len(item["probs"])]] for item in items], axis=0)
+        probs = np.mean([[item["probs"][k] for k in suggester.letters] for item in items], axis=0)
         out.append(int(np.argmax(probs)))
     frames.cleanup()
     return np.array(out)
@@ -59,7 +61,7 @@ def paired_interval(hit_old: np.ndarray, hit_new: np.ndarray, rng: np.random.Gen
 
 def compare_rows(true: np.ndarray, old: np.ndarray, new: np.ndarray, names: list[str], seed: int = 0) -> list[dict]:
     """One row per category with held-out images: n, U of each model, the difference, its interval, the verdict."""
-    from fas.eval.categories import detected, letters
+    from fas.eval.categories import detected
 
     rng, rows, hits_old, hits_new = np.random.default_rng(seed), [], detected(true, old, 0), detected(true, new, 0)
     for index, (letter, name) in enumerate(zip(letters(len(names)), names)):

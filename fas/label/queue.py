@@ -14,12 +14,13 @@ import json
 import time
 from pathlib import Path
 
+from fas.eval.categories import CLIPC8_CATEGORIES, letters
 from fas.integrity import storage_errors, write_text
 
 QUEUE_FILE = "queue.json"
 DECISIONS = "decisions"
 FRAMES = "frames"
-LETTERS = tuple("abcdefgh")
+LETTERS = tuple(letters(len(CLIPC8_CATEGORIES)))
 SKIP = "skip"  # the CSV's word for a skipped item
 CSV_COLUMNS = ("id", "image", "source", "frame", "suggested", "confidence", "margin", "duplicate", "decision")
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fas.eval.categories import letters
 from fas.label.queue import FRAMES, write_queue
 
 NEAR_DISTANCE = 6  # phash bits (of 64) within which two images are the same picture (re-encoded, resized)
@@ -78,7 +79,7 @@ class Suggester:
             raise ValueError(f"{cfg.model} is a {self.local.meta['method']} model, which names no categories: "
                              "suggestions need a CLIPC8 model folder (8 categories), e.g. one trained by "
                              "`fas train clipc8`")
-        self.letters = "abcdefgh"[:len(self.local.categories)]
+        self.letters = letters(len(self.local.categories))
 
     def __call__(self, batch: dict) -> dict:
         """Ray Data's batch interface: a column of paths in, a column of items out (as JSON text: items differ in
@@ -105,7 +106,7 @@ class Suggester:
                 "probs": {letter: round(float(p), 6) for letter, p in zip(self.letters, probs)},
                 "margin": margin, "entropy": entropy,
                 "box": None if face["box"] is None else [int(v) for v in face["box"]],
-                "num_faces": face["num_faces"], "sha256": sha, "phash": phash}
+                "num_faces": face["num_faces"], "warnings": face.get("warnings", []), "sha256": sha, "phash": phash}
 
     def save_frame(self, path: Path, frame: int, rgb: np.ndarray) -> str:
         """A sampled video frame as a PNG in the queue (lossless: the reviewed and merged picture is the scored
@@ -167,17 +168,16 @@ def uncertain_first(items: list[dict]) -> list[dict]:
                                         -1 if i["frame"] is None else i["frame"]))
 
 
-def score_all(cfg: SuggestConfig, paths: list[Path]) -> list[dict]:
-    """Items of every file, in this process or through Ray Data's actor pool (same ``Suggester``)."""
+def score_all(cfg: SuggestConfig, paths: list[Path], suggester: Suggester) -> list[dict]:
+    """Items of every file, in this process (``suggester``) or through Ray Data's actor pool (a ``Suggester`` per
+    actor; the driver's has checked the model folder before any actor starts)."""
     if not (cfg.ray or cfg.address):
-        suggester = Suggester(cfg)
         return [item for path in paths for item in suggester.file_items(path)]
     import ray.data
 
     from fas.ray_utils import actor_pool, init_ray
 
     init_ray(cfg.address)
-    Suggester(cfg)  # a wrong model folder fails here, before any actor starts
     files = ray.data.from_items([{"path": str(p)} for p in paths])
     items = files.map_batches(Suggester, fn_constructor_args=(cfg,), batch_size=cfg.batch_files,
                               compute=actor_pool(cfg.workers), num_cpus=1)
@@ -191,7 +191,8 @@ def run_suggest(cfg: SuggestConfig) -> dict:
     if not cfg.model or not cfg.images or not cfg.out:
         raise ValueError("fas label suggest MODEL_DIR IMAGES_DIR... --out QUEUE: all three are needed")
     paths = expand_paths(cfg.images)
-    scored = score_all(cfg, paths)
+    suggester = Suggester(cfg)  # a wrong model folder fails here, before anything is read
+    scored = score_all(cfg, paths, suggester)
     scored.sort(key=lambda i: (i["source"], -1 if i.get("frame") is None else i["frame"]))  # Ray's order varies
     items = [i for i in scored if "error" not in i]
     errors = [i for i in scored if "error" in i]
@@ -200,16 +201,10 @@ def run_suggest(cfg: SuggestConfig) -> dict:
     for number, item in enumerate(items):
         item["id"] = f"{number:06d}"
     queue = {"model": str(Path(cfg.model).resolve()), "dataset": cfg.dataset, "created": time.strftime("%F %T"),
-             "categories": dict(zip("abcdefgh", _category_names(cfg.model))), "items": items,
+             "categories": dict(zip(suggester.letters, suggester.local.categories)), "items": items,
              "unreadable": errors}
     write_queue(cfg.out, queue)
     duplicates = sum(1 for i in items if i["duplicate"])
     return {"queue": str(cfg.out), "files": len(paths), "items": len(items), "unreadable": len(errors),
             "duplicates": duplicates, "exact_duplicates": sum(1 for i in items if (i["duplicate"] or {}).get(
                 "kind") == "exact")}
-
-
-def _category_names(model: str) -> list[str]:
-    from fas.methods import read_model_meta
-
-    return list(read_model_meta(model)["categories"])
