@@ -109,8 +109,7 @@ def test_queue_lists_items_in_order_with_their_decisions(client, folder):
     first = answer["items"][0]
     on_disk = q.load_queue(folder)["items"][0]
     assert first == {key: on_disk[key] for key in ("id", "source", "frame", "image", "category", "category_name",
-                                                    "probs", "margin", "entropy", "box", "num_faces", "warnings",
-                                                    "duplicate")} | {
+                                                    "probs", "margin", "entropy", "box", "warnings", "duplicate")} | {
         "decided": False, "decision": None}
     q.write_decision(folder, "000002", "g", by="csv")
     q.write_decision(folder, "000004", None, by="csv")  # skipped: decided, no category

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fas.eval.categories import CLIPC8_CATEGORIES, letters
+from fas.eval.categories import CLIPC8_CATEGORIES, detected, letters
 from fas.label.dataset import check_heldout
 
 RESAMPLES = 1000
@@ -61,8 +61,6 @@ def paired_interval(hit_old: np.ndarray, hit_new: np.ndarray, rng: np.random.Gen
 
 def compare_rows(true: np.ndarray, old: np.ndarray, new: np.ndarray, names: list[str], seed: int = 0) -> list[dict]:
     """One row per category with held-out images: n, U of each model, the difference, its interval, the verdict."""
-    from fas.eval.categories import detected
-
     rng, rows, hits_old, hits_new = np.random.default_rng(seed), [], detected(true, old, 0), detected(true, new, 0)
     for index, (letter, name) in enumerate(zip(letters(len(names)), names)):
         mask = true == index

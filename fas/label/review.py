@@ -19,7 +19,7 @@ from fas.label import queue as q
 
 PAGE = Path(__file__).parent / "web" / "review.html"  # package data (pyproject: label/web/*.html)
 ITEM_FIELDS = ("id", "source", "frame", "image", "category", "category_name", "probs", "margin", "entropy", "box",
-               "num_faces", "warnings", "duplicate")  # what the page shows; sha256/phash stay on disk
+               "warnings", "duplicate")  # what the page shows; sha256/phash stay on disk
 
 
 class DecisionIn(BaseModel):
